@@ -1,0 +1,47 @@
+# Anomalyze: every target sets up what it needs (a virtualenv in .venv from the pinned
+# requirements) so a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Where `make data` copies NSL-KDD from instead of downloading it (CI: ../shared/data/nsl-kdd).
+NSLKDD_SEED ?= $(wildcard ../shared/data/nsl-kdd)
+PYTEST_ARGS ?=
+
+.PHONY: help venv data train run test lint bench clean
+
+help:
+	@echo "make run    start the ML API and the web frontend (committed model; no data needed)"
+	@echo "make test   lint and run every test (sets up the venv and the data set first)"
+	@echo "make data   fetch NSL-KDD into \$$ANOMALYZE_DATA_DIR (default data/), checksums verified"
+	@echo "make train  train the default model on data/KDDTrain+.txt into models/"
+	@echo "make bench  run the benchmarks and write benchmarks/results/"
+
+$(STAMP): requirements.txt requirements-dev.txt api/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+data: venv
+	$(PY) -m utils.dataset $(if $(NSLKDD_SEED),--seed-from $(NSLKDD_SEED))
+
+train: data
+	$(PY) train_model.py
+
+run: venv
+	$(PY) scripts/run_local.py
+
+lint: venv
+	$(PY) -m ruff check .
+
+test: venv data lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: data
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts

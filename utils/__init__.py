@@ -1,0 +1,1 @@
+"""Anomalyze library code: parsing, features, detector, scoring, persistence."""
