@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from utils.detector import SEVERITY_LEVELS, KMeansEnsembleDetector
+
+
+def blobs(n: int = 3000, seed: int = 0) -> np.ndarray:
+    centers = np.random.RandomState(0).uniform(-5, 5, size=(6, 4))  # one shared "normal"
+    rng = np.random.RandomState(seed)
+    return centers[rng.randint(0, 6, size=n)] + rng.normal(0, 0.3, size=(n, 4))
+
+
+@pytest.fixture(scope="module")
+def fitted() -> KMeansEnsembleDetector:
+    return KMeansEnsembleDetector(n_clusters=(4, 6, 8, 10, 12), random_state=0).fit(blobs())
+
+
+def test_outlier_contract_signs_agree(fitted):
+    X = np.vstack([blobs(200, seed=1), np.full((5, 4), 40.0)])
+    score = fitted.score_samples(X)
+    np.testing.assert_allclose(score, -fitted.anomaly_score(X))
+    np.testing.assert_allclose(fitted.decision_function(X), score - fitted.offset_)
+    pred = fitted.predict(X)
+    assert set(np.unique(pred)) <= {-1, 1}
+    assert np.array_equal(pred == -1, fitted.decision_function(X) < 0)
+    assert (pred[-5:] == -1).all()
+
+
+def test_detects_generated_outliers_well():
+    """Minimum-quality floor on data with known outliers (as PyOD's tests do)."""
+    inliers = blobs(600, seed=2)
+    outliers = np.random.RandomState(3).uniform(-12, 12, size=(60, 4))
+    det = KMeansEnsembleDetector(n_clusters=(4, 6, 8, 10, 12), random_state=0).fit(blobs())
+    X = np.vstack([inliers, outliers])
+    y = np.r_[np.zeros(600), np.ones(60)]
+    assert roc_auc_score(y, det.anomaly_score(X)) >= 0.95
+
+
+def test_same_data_and_seed_give_the_same_model():
+    a = KMeansEnsembleDetector(n_clusters=(3, 5), random_state=7).fit(blobs())
+    b = KMeansEnsembleDetector(n_clusters=(3, 5), random_state=7).fit(blobs())
+    for ea, eb in zip(a.estimators_, b.estimators_, strict=True):
+        np.testing.assert_array_equal(ea.cluster_centers_, eb.cluster_centers_)
+    assert a.threshold_ == b.threshold_
+
+
+def test_confidence_is_a_fraction_and_grows_away_from_the_threshold(fitted):
+    t = fitted.threshold_
+    scores = np.array([t * 0.01, t * 0.5, t * 0.99, t * 1.01, t * 2, t * 100])
+    conf = fitted.confidence(scores)
+    assert ((conf >= 0) & (conf <= 1)).all()
+    assert conf[0] >= conf[1] >= conf[2]  # normal side: surer the further below
+    assert conf[3] <= conf[4] <= conf[5]  # anomaly side: surer the further above
+    assert conf[5] > 0.95  # capped by the calibration size: 1 - (1/(n+1)) / p(threshold)
+
+
+def test_severity_is_normal_below_threshold_and_ordered_above(fitted):
+    t = fitted.threshold_
+    scores = np.sort(np.r_[t * 0.5, np.geomspace(t * 1.001, t * 1000, 50)])
+    levels = [SEVERITY_LEVELS.index(s) for s in fitted.severity(scores)]
+    assert levels[0] == 0
+    assert min(levels[1:]) >= 1
+    assert levels == sorted(levels)
+    assert levels[-1] == SEVERITY_LEVELS.index("Critical")
+
+
+def test_analyse_gives_votes_per_model(fitted):
+    X = np.vstack([blobs(10, seed=4), np.full((2, 4), 40.0)])
+    result = fitted.analyse(X)
+    assert result["votes"].shape == (12, 5)
+    assert result["votes"][-2:].all()
+    np.testing.assert_array_equal(result["is_anomaly"], fitted.predict(X) == -1)
+
+
+def test_set_threshold_moves_offset(fitted):
+    det = KMeansEnsembleDetector(n_clusters=(3,), random_state=0).fit(blobs())
+    det.set_threshold(2.5)
+    assert det.offset_ == -2.5 and det.threshold_ == 2.5
+
+
+def test_too_few_rows_for_k_is_a_clear_error():
+    with pytest.raises(ValueError, match="need more than"):
+        KMeansEnsembleDetector(n_clusters=(50,)).fit(blobs(40))
+
+
+def test_wrong_feature_count_is_refused(fitted):
+    with pytest.raises(ValueError, match="expected 4 features, got 3"):
+        fitted.anomaly_score(np.zeros((2, 3)))

@@ -1,0 +1,37 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils.metrics import evaluate
+
+
+def test_hand_counted_confusion_matrix_and_rates():
+    labels = pd.Series(["normal", "normal", "neptune", "guess_passwd", "normal", "smurf"])
+    flagged = np.array([False, True, True, False, False, True])
+    scores = np.array([0.1, 0.9, 0.8, 0.3, 0.2, 0.95])
+    m = evaluate(labels, flagged, scores)
+    assert m["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 2}
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["detection_rate_by_category"]["DoS"] == {"total": 2, "detected": 2, "rate": 1.0}
+    assert m["detection_rate_by_category"]["R2L"]["rate"] == 0.0
+    assert m["auroc"] == pytest.approx(7 / 9)  # 7 of 9 (attack, normal) pairs ordered right
+
+
+def test_unknown_labels_are_left_out_of_every_figure():
+    labels = pd.Series(["normal", pd.NA, "neptune"], dtype=object)
+    m = evaluate(labels, np.array([False, True, True]), np.array([0.1, 0.5, 0.9]))
+    assert m["labeled_samples"] == 2
+    assert m["accuracy"] == 1.0
+
+
+def test_single_class_has_no_auroc():
+    m = evaluate(pd.Series(["normal", "normal"]), np.array([False, False]), np.array([1.0, 2.0]))
+    assert m["auroc"] is None and m["recall"] == 0.0
+
+
+def test_unknown_attack_names_count_as_attacks_in_an_unknown_category():
+    m = evaluate(pd.Series(["normal", "cc"]), np.array([False, True]), np.array([0.0, 1.0]))
+    assert m["detection_rate_by_category"]["Unknown"]["detected"] == 1
+    assert m["recall"] == 1.0

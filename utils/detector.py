@@ -1,0 +1,224 @@
+"""The anomaly detector: an ensemble of K-means models fitted on normal traffic.
+
+A record's anomaly score is how far it lies from the normal traffic each model learned: per
+model, the distance to its nearest centroid divided by that model's median distance on
+held-out normal records (so models with different k speak the same unit), combined over the
+models by the geometric mean. Higher is more abnormal; ``threshold_`` separates the two.
+
+Confidence and severity are read against the scores of held-out normal records
+(``calibration_scores_``), never against the record's own file. Definitions: docs/MODEL.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.cluster import KMeans
+from sklearn.metrics import pairwise_distances_argmin
+from sklearn.utils.validation import check_array, check_is_fitted, check_random_state
+
+SEVERITY_LEVELS = ("Normal", "Low", "Medium", "High", "Critical")
+_EPS = 1e-12
+
+
+class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
+    """Outlier detector over an ensemble of ``KMeans`` models (one per entry of ``n_clusters``).
+
+    ``n_dense_features`` is a layout hint, not a model choice: when the columns from that index
+    on are one-hot blocks (as ``KDDFeatureTransformer`` writes them), rows sharing a one-hot
+    pattern share that part of every centroid product, which scoring then computes once per
+    pattern (about 3x less arithmetic; same distances).
+
+    Follows scikit-learn's outlier contract (like ``IsolationForest``): ``score_samples`` is
+    lower for more abnormal records, ``decision_function = score_samples - offset_`` is
+    negative for anomalies, and ``predict`` returns 1 (normal) or -1 (anomaly).
+    """
+
+    def __init__(
+        self,
+        n_clusters: Sequence[int] = (100, 150, 200, 250, 300),
+        *,
+        calibration_fraction: float = 0.2,
+        threshold_quantile: float = 0.95,
+        max_iter: int = 300,
+        n_dense_features: int | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.n_dense_features = n_dense_features
+        self.calibration_fraction = calibration_fraction
+        self.threshold_quantile = threshold_quantile
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: object = None) -> KMeansEnsembleDetector:
+        """Fit on normal records only; a share of them is held out to calibrate the scores."""
+        X = check_array(X, dtype=[np.float32, np.float64])
+        if not 0.0 < self.calibration_fraction < 1.0:
+            raise ValueError(
+                f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
+        ks = [int(k) for k in self.n_clusters]
+        rng = check_random_state(self.random_state)
+        order = rng.permutation(len(X))
+        n_cal = max(1, round(len(X) * self.calibration_fraction))
+        if len(X) - n_cal < max(ks):
+            raise ValueError(
+                f"need more than {max(ks) + n_cal} normal records to fit k={max(ks)}, got {len(X)}"
+            )
+        fit_rows, cal_rows = X[order[n_cal:]], X[order[:n_cal]]
+        seeds = rng.randint(np.iinfo(np.int32).max, size=len(ks))
+        self.estimators_ = [
+            KMeans(n_clusters=k, n_init=1, max_iter=self.max_iter, random_state=int(seed)).fit(
+                fit_rows
+            )
+            for k, seed in zip(ks, seeds, strict=True)
+        ]
+        for estimator in self.estimators_:
+            estimator.labels_ = None  # per-row training labels: not needed, and they bloat the file
+        self._prepare_fast_distances()
+        cal_distances = self._model_distances(cal_rows)
+        self.scales_ = np.maximum(np.median(cal_distances, axis=0), _EPS)
+        self.calibration_scores_ = np.sort(self._combine(cal_distances))
+        self.n_features_in_ = X.shape[1]
+        self.set_threshold(float(np.quantile(self.calibration_scores_, self.threshold_quantile)))
+        return self
+
+    def set_threshold(self, threshold: float) -> KMeansEnsembleDetector:
+        """Move the decision threshold (``optimize_threshold.py`` chooses it on training data)."""
+        self.threshold_ = float(threshold)
+        self.offset_ = -self.threshold_
+        return self
+
+    # --- outlier contract -------------------------------------------------------------------
+    def anomaly_score(self, X: np.ndarray) -> np.ndarray:
+        """Higher = more abnormal; 1.0 is as far as a median held-out normal record."""
+        return self._combine(self._model_distances(self._validate(X)))
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        return -self.anomaly_score(X)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
+
+    # --- per-record detail ------------------------------------------------------------------
+    def analyse(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Score, per-model votes, confidence and severity in one pass over the distances."""
+        distances = self._model_distances(self._validate(X))
+        scores = self._combine(distances)
+        return {
+            "anomaly_score": scores,
+            "is_anomaly": scores > self.threshold_,
+            "votes": (distances / self.scales_) > self.threshold_,
+            "confidence": self.confidence(scores),
+            "severity": self.severity(scores),
+        }
+
+    def tail_probability(self, scores: np.ndarray) -> np.ndarray:
+        """Share of held-out normal records scoring at least this high (a conformal p-value)."""
+        check_is_fitted(self, "calibration_scores_")
+        cal = self.calibration_scores_
+        at_least = len(cal) - np.searchsorted(cal, scores, side="left")
+        return (1.0 + at_least) / (1.0 + len(cal))
+
+    def confidence(self, scores: np.ndarray) -> np.ndarray:
+        """How sure the call is, in [0, 1] (definition in docs/MODEL.md).
+
+        Anomaly: 1 - p(s) / p(t), the share of the threshold's false-alarm rate that this score
+        rules out. Normal: rises linearly from 0 at the threshold to 1 for a record at least as
+        typical as the median held-out normal record.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        p = self.tail_probability(scores)
+        p_t = float(self.tail_probability(np.array([self.threshold_]))[0])
+        anomalous = scores > self.threshold_
+        conf_anomaly = 1.0 - p / p_t
+        span = max(0.5 - p_t, _EPS)
+        conf_normal = (p - p_t) / span
+        return np.clip(np.where(anomalous, conf_anomaly, conf_normal), 0.0, 1.0)
+
+    def severity_edges(self) -> np.ndarray:
+        """Score edges Low|Medium, Medium|High, High|Critical (see docs/MODEL.md)."""
+        check_is_fitted(self, "calibration_scores_")
+        cal = self.calibration_scores_
+        edges = np.array([np.quantile(cal, 0.99), np.quantile(cal, 0.999), cal[-1]])
+        return np.maximum(edges, self.threshold_)
+
+    def severity(self, scores: np.ndarray) -> np.ndarray:
+        """Normal below the threshold; then Low (as rare as the top 1% of held-out normal
+        traffic), Medium (top 1%..0.1%), High (rarer than 0.1%), Critical (beyond every
+        held-out normal record)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        level = np.where(scores > self.threshold_, 1 + np.searchsorted(
+            self.severity_edges(), scores, side="left"), 0)
+        return np.asarray(SEVERITY_LEVELS, dtype=object)[level]
+
+    def nearest_centroids(self, X: np.ndarray, model: int = -1) -> np.ndarray:
+        """Nearest centroid of one model (default: the finest) for each row, for explanations."""
+        X = self._validate(X)
+        centers = self.estimators_[model].cluster_centers_
+        return centers[pairwise_distances_argmin(X.astype(centers.dtype), centers)]
+
+    # --- internals --------------------------------------------------------------------------
+    def _validate(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        X = check_array(X, dtype=[np.float32, np.float64])
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
+        return X
+
+    def _prepare_fast_distances(self) -> None:
+        # All centroids stacked: one matrix product scores every model at once.
+        centers = np.vstack([e.cluster_centers_ for e in self.estimators_]).astype(np.float32)
+        split = self.n_dense_features if self.n_dense_features is not None else centers.shape[1]
+        self._dense_t = np.ascontiguousarray(centers[:, :split].T)
+        self._sparse_t = np.ascontiguousarray(centers[:, split:].T)
+        self._center_sq = (centers.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+        bounds = np.cumsum([0] + [len(e.cluster_centers_) for e in self.estimators_])
+        self._segments = list(itertools.pairwise(bounds))
+        self._pattern_weights = np.random.RandomState(0).standard_normal(self._sparse_t.shape[0])
+
+    def _model_distances(self, X: np.ndarray) -> np.ndarray:
+        """Euclidean distance to the nearest centroid of each model, shape (n, n_models)."""
+        X = np.asarray(X, dtype=np.float32)
+        split = self._dense_t.shape[0]
+        dense = np.ascontiguousarray(X[:, :split])
+        tail = X[:, split:]
+        # -2 x.c + |c|^2 for the one-hot part, once per distinct pattern
+        keys = tail.astype(np.float64) @ self._pattern_weights
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        if not np.array_equal(tail[first][inverse], tail):  # a hash collision: exact fallback
+            first, inverse = np.arange(len(X)), np.arange(len(X))
+        pattern_part = tail[first] @ self._sparse_t
+        pattern_part *= -2.0
+        pattern_part += self._center_sq
+        out = np.empty((len(X), len(self._segments)), dtype=np.float64)
+        starts = [a for a, _ in self._segments]
+        for lo in range(0, len(X), 512):  # small blocks stay in cache; memory stays bounded
+            hi = lo + 512
+            block = dense[lo:hi] @ self._dense_t
+            block *= -2.0
+            block += pattern_part[inverse[lo:hi]]
+            out[lo:hi] = np.minimum.reduceat(block, starts, axis=1)
+        out += np.einsum("ij,ij->i", X, X, dtype=np.float64)[:, None]
+        return np.sqrt(np.maximum(out, 0.0))
+
+    def _combine(self, distances: np.ndarray) -> np.ndarray:
+        return np.exp(np.log(distances / self.scales_ + _EPS).mean(axis=1))
+
+    _CACHES = ("_dense_t", "_sparse_t", "_center_sq", "_segments", "_pattern_weights")
+
+    def __getstate__(self) -> dict:
+        # derived from estimators_ on load: keeps the model file small
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if k not in self._CACHES}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "estimators_" in state and "_dense_t" not in state:
+            self._prepare_fast_distances()

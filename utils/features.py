@@ -1,0 +1,110 @@
+"""Feature preparation: the 41 KDD columns -> one numeric matrix for the K-means ensemble.
+
+Choices (all made by validation on KDDTrain+ splits, see docs/MODEL.md):
+- heavy-tailed counts (every numeric column whose training maximum exceeds 1: bytes,
+  durations, counts) go through log1p, so one 10 MB transfer does not dwarf every other feature;
+- numeric columns are standardised on normal training traffic, with a floor on the standard
+  deviation (near-constant columns such as ``root_shell`` would otherwise turn a single 1 into a
+  huge distance) and clipped to +-``clip`` standard deviations;
+- protocol_type, service and flag are one-hot encoded against the vocabulary seen in training,
+  scaled by ``categorical_weight``. An unseen category encodes as all zeros in its block: it is
+  as far from every centroid as any unknown value can be, and it never borrows the code of
+  another category (the reference re-fitted a LabelEncoder per upload and did exactly that).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+
+
+class KDDFeatureTransformer(TransformerMixin, BaseEstimator):
+    """Turn a DataFrame with the 41 KDD feature columns into a float32 matrix."""
+
+    def __init__(
+        self, *, clip: float = 5.0, std_floor: float = 0.05, categorical_weight: float = 2.0
+    ) -> None:
+        self.clip = clip
+        self.std_floor = std_floor
+        self.categorical_weight = categorical_weight
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> KDDFeatureTransformer:
+        X = _check_frame(X)
+        numeric = X.loc[:, list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
+        self.log_mask_ = numeric.max(axis=0) > 1.0
+        logged = self._log(numeric)
+        self.mean_ = logged.mean(axis=0)
+        self.scale_ = np.maximum(logged.std(axis=0), self.std_floor)
+        self.categories_ = {
+            name: np.array(sorted(X[name].astype(str).unique()), dtype=object)
+            for name in CATEGORICAL_FEATURES
+        }
+        self.feature_names_in_ = np.array(FEATURE_NAMES, dtype=object)
+        self.n_features_in_ = len(FEATURE_NAMES)
+        self.n_numeric_ = len(NUMERIC_FEATURES)
+        out_names = list(NUMERIC_FEATURES)
+        sources = list(NUMERIC_FEATURES)
+        for name in CATEGORICAL_FEATURES:
+            out_names += [f"{name}={value}" for value in self.categories_[name]]
+            sources += [name] * len(self.categories_[name])
+        self.output_feature_names_ = np.array(out_names, dtype=object)
+        # which input feature each output column comes from (explanations group by it)
+        self.output_sources_ = np.array(sources, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "mean_")
+        X = _check_frame(X)
+        # column-major so that each feature's arithmetic runs over contiguous memory
+        z = np.array(X.loc[:, list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64), order="F")
+        logged = z[:, self.log_mask_]
+        np.maximum(logged, 0.0, out=logged)
+        z[:, self.log_mask_] = np.log1p(logged, out=logged)
+        z -= self.mean_
+        z /= self.scale_
+        np.clip(z, -self.clip, self.clip, out=z)
+        blocks = [z.astype(np.float32)]
+        for name in CATEGORICAL_FEATURES:
+            vocabulary = self.categories_[name]
+            values = X[name].to_numpy(dtype=object)
+            codes = _codes(values, vocabulary)
+            block = np.zeros((len(X), len(vocabulary)), dtype=np.float32)
+            known = codes >= 0
+            block[np.flatnonzero(known), codes[known]] = self.categorical_weight
+            blocks.append(block)
+        return np.hstack(blocks)
+
+    def unseen_categories(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Boolean mask per categorical column: values never seen in training."""
+        check_is_fitted(self, "mean_")
+        return {
+            name: _codes(X[name].to_numpy(dtype=object), self.categories_[name]) < 0
+            for name in CATEGORICAL_FEATURES
+        }
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        check_is_fitted(self, "mean_")
+        return self.output_feature_names_
+
+    def _log(self, numeric: np.ndarray) -> np.ndarray:
+        logged = numeric.copy()
+        logged[:, self.log_mask_] = np.log1p(np.maximum(logged[:, self.log_mask_], 0.0))
+        return logged
+
+
+def _codes(values: np.ndarray, vocabulary: np.ndarray) -> np.ndarray:
+    """Index of each value in the vocabulary, -1 where it is not in it (hash lookup)."""
+    return pd.Index(vocabulary).get_indexer(values)
+
+
+def _check_frame(X: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame with the 41 KDD columns, got {type(X)!r}")
+    missing = [name for name in FEATURE_NAMES if name not in X.columns]
+    if missing:
+        raise ValueError(f"expected 41 KDD feature columns, missing {missing[:5]}")
+    return X

@@ -1,0 +1,63 @@
+"""Detection metrics for labeled input: one implementation for the API, the scripts and tests.
+
+Rows whose label is unknown (pd.NA, e.g. Stratosphere "Background") are left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from utils.schema import ATTACK_CATEGORY_ORDER, NORMAL_LABEL, attack_category
+
+
+def known_label_mask(labels: pd.Series) -> np.ndarray:
+    return labels.notna().to_numpy()
+
+
+def is_attack(labels: pd.Series) -> np.ndarray:
+    """True for attack labels, False for normal (unknown labels must be filtered first)."""
+    return (labels.astype(str) != NORMAL_LABEL).to_numpy()
+
+
+def categories(labels: pd.Series) -> np.ndarray:
+    """Per row: "Normal", "DoS", "Probe", "R2L", "U2R" or "Unknown" (labels must be known)."""
+    lookup = {value: attack_category(value) for value in pd.unique(labels.astype(str))}
+    return labels.astype(str).map(lookup).to_numpy(dtype=object)
+
+
+def evaluate(labels: pd.Series, is_anomaly: np.ndarray, scores: np.ndarray) -> dict:
+    """Accuracy, precision, recall, F1 (fractions), AUROC, confusion matrix, per category."""
+    known = known_label_mask(labels)
+    known_labels = labels[known]
+    y = is_attack(known_labels)
+    pred = np.asarray(is_anomaly, dtype=bool)[known]
+    tp = int(np.sum(pred & y))
+    fp = int(np.sum(pred & ~y))
+    fn = int(np.sum(~pred & y))
+    tn = int(np.sum(~pred & ~y))
+    total = tp + fp + fn + tn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    both_classes = 0 < y.sum() < len(y)
+    auroc = float(roc_auc_score(y, np.asarray(scores)[known])) if both_classes else None
+    cats = categories(known_labels)
+    by_category = {}
+    for name in ATTACK_CATEGORY_ORDER:
+        rows = cats == name
+        if rows.any():
+            detected = int(pred[rows].sum())
+            by_category[name] = {
+                "total": int(rows.sum()), "detected": detected,
+                "rate": detected / int(rows.sum()),
+            }
+    return {
+        "accuracy": (tp + tn) / total if total else 0.0,
+        "precision": precision, "recall": recall, "f1": f1, "auroc": auroc,
+        "labeled_samples": total,
+        "false_positive_rate": fp / (fp + tn) if fp + tn else 0.0,
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "detection_rate_by_category": by_category,
+    }
