@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances_argmin
-from sklearn.utils.validation import check_array, check_is_fitted, check_random_state
+from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 SEVERITY_LEVELS = ("Normal", "Low", "Medium", "High", "Critical")
 _EPS = 1e-12
@@ -56,17 +56,19 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: object = None) -> KMeansEnsembleDetector:
         """Fit on normal records only; a share of them is held out to calibrate the scores."""
-        X = check_array(X, dtype=[np.float32, np.float64])
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
         if not 0.0 < self.calibration_fraction < 1.0:
             raise ValueError(
                 f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
-        ks = [int(k) for k in self.n_clusters]
+        ks = [int(self.n_clusters)] if np.isscalar(self.n_clusters) else [
+            int(k) for k in self.n_clusters]
         rng = check_random_state(self.random_state)
         order = rng.permutation(len(X))
         n_cal = max(1, round(len(X) * self.calibration_fraction))
         if len(X) - n_cal < max(ks):
             raise ValueError(
-                f"need more than {max(ks) + n_cal} normal records to fit k={max(ks)}, got {len(X)}"
+                f"need more than {max(ks) + n_cal} normal records to fit k={max(ks)}, "
+                f"got n_samples={len(X)}"
             )
         fit_rows, cal_rows = X[order[n_cal:]], X[order[:n_cal]]
         seeds = rng.randint(np.iinfo(np.int32).max, size=len(ks))
@@ -80,9 +82,9 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
             estimator.labels_ = None  # per-row training labels: not needed, and they bloat the file
         self._prepare_fast_distances()
         cal_distances = self._model_distances(cal_rows)
+        self.n_iter_ = max(int(e.n_iter_) for e in self.estimators_)
         self.scales_ = np.maximum(np.median(cal_distances, axis=0), _EPS)
         self.calibration_scores_ = np.sort(self._combine(cal_distances))
-        self.n_features_in_ = X.shape[1]
         self.set_threshold(float(np.quantile(self.calibration_scores_, self.threshold_quantile)))
         return self
 
@@ -167,10 +169,7 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
     # --- internals --------------------------------------------------------------------------
     def _validate(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "estimators_")
-        X = check_array(X, dtype=[np.float32, np.float64])
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
-        return X
+        return validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
 
     def _prepare_fast_distances(self) -> None:
         # All centroids stacked: one matrix product scores every model at once.

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from utils.detector import SEVERITY_LEVELS, KMeansEnsembleDetector
 
@@ -85,5 +86,20 @@ def test_too_few_rows_for_k_is_a_clear_error():
 
 
 def test_wrong_feature_count_is_refused(fitted):
-    with pytest.raises(ValueError, match="expected 4 features, got 3"):
+    with pytest.raises(ValueError, match="3 features, but KMeansEnsembleDetector is expecting 4"):
         fitted.anomaly_score(np.zeros((2, 3)))
+
+
+# Scores are computed in float32 (for speed); BLAS may round a row differently depending on
+# the batch it is in, at the 1e-7 level, which this exact-equality check does not allow.
+_EXPECTED_FAILURES = {
+    "check_methods_subset_invariance": "float32 scores differ by batch at the 1e-7 level",
+}
+
+
+@parametrize_with_checks(
+    [KMeansEnsembleDetector(n_clusters=(2, 3))],
+    expected_failed_checks=lambda estimator: _EXPECTED_FAILURES,
+)
+def test_scikit_learn_estimator_contract(estimator, check):
+    check(estimator)
