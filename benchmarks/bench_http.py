@@ -1,0 +1,270 @@
+"""HTTP benchmark of the ML API under real gunicorn on 127.0.0.1.
+
+Starts ``gunicorn api_server:app -c gunicorn.conf.py`` on a free loopback port (uploads go to a
+temp ANOMALYZE_DATA_DIR), then measures POST /api/predict with KDDTest+ (22,544 rows):
+- latency p50/p95 over ``--requests`` sequential requests;
+- throughput (samples/s) with 1, 4 and 8 concurrent clients, each level bounded by a request
+  count and a time budget;
+- optionally (``--large-rows N``) one upload of N rows made by repeating KDDTest+ rows: its
+  time and the peak RSS of the gunicorn workers.
+Prints a table and writes the figures as JSON to ``--out``.
+
+    .venv/bin/python benchmarks/bench_http.py --out benchmarks/results/http.json
+    .venv/bin/python benchmarks/bench_http.py --large-rows 500000 --out /tmp/large.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+TIMEOUT = (5, 300)  # connect, read (seconds)
+
+
+def nslkdd_dir() -> Path:
+    return Path(os.environ.get("ANOMALYZE_NSLKDD_DIR") or REPO_ROOT / "data")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(workers: int, threads: int, data_dir: Path, log_path: Path) -> Iterator[tuple]:
+    """A running server: yields (base URL, master Popen); SIGTERM on exit."""
+    port = free_port()
+    env = {**os.environ, "ANOMALYZE_DATA_DIR": str(data_dir), "WEB_CONCURRENCY": str(workers),
+           "GUNICORN_THREADS": str(threads)}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "api_server:app", "-c", "gunicorn.conf.py",
+             "-b", f"{HOST}:{port}"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"gunicorn exited ({process.returncode}); see {log_path}")
+            try:
+                status = requests.get(f"{url}/health", timeout=2).status_code
+            except requests.ConnectionError:
+                status = None
+            if status == 200:
+                break
+            if status == 503:
+                raise SystemExit(f"the API has no model (GET /health is 503); see {log_path}")
+            if time.monotonic() > deadline:
+                raise SystemExit("gunicorn did not answer within 90 s")
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def worker_pids(master: int) -> list[int]:
+    pids = []
+    for task in Path(f"/proc/{master}/task").iterdir():
+        children = (task / "children").read_text().split()
+        pids.extend(int(pid) for pid in children)
+    return pids
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set since it started (shared model pages included)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def post(session: requests.Session, url: str, name: str, data: bytes) -> tuple[float, int]:
+    """(seconds, rows) of one POST /api/predict."""
+    elapsed, summary = post_summary(session, url, name, data)
+    return elapsed, summary["total_samples"]
+
+
+def post_summary(session: requests.Session, url: str, name: str,
+                 data: bytes) -> tuple[float, dict]:
+    started = time.perf_counter()
+    response = session.post(f"{url}/api/predict", files={"file": (name, data)}, timeout=TIMEOUT)
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise SystemExit(f"POST /api/predict answered {response.status_code}: "
+                         f"{response.text[:300]}")
+    return elapsed, response.json()["summary"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def latency(url: str, data: bytes, count: int) -> dict:
+    with requests.Session() as session:
+        for _ in range(2):  # warm-up: first-request costs and the upload being stored
+            post(session, url, "KDDTest+.txt", data)
+        runs = [post_summary(session, url, "KDDTest+.txt", data) for _ in range(count)]
+    times = [elapsed for elapsed, _ in runs]
+    server = [summary["processing_time"] for _, summary in runs]
+    return {"requests": count, "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95),
+            "mean_s": statistics.fmean(times), "min_s": min(times), "max_s": max(times),
+            # the part spent in the view (parse, score, build the JSON), as the API reports it
+            "server_processing_p50_s": percentile(server, 0.5)}
+
+
+def throughput(url: str, data: bytes, clients: int, max_requests: int, budget: float) -> dict:
+    """Each client posts until the shared request count or the time budget runs out."""
+    lock = threading.Lock()
+    issued = 0
+    rows = 0
+    times: list[float] = []
+    deadline = time.monotonic() + budget
+
+    def client() -> None:
+        nonlocal issued, rows
+        with requests.Session() as session:
+            while True:
+                with lock:
+                    if issued >= max_requests or time.monotonic() > deadline:
+                        return
+                    issued += 1
+                elapsed, n = post(session, url, "KDDTest+.txt", data)
+                with lock:
+                    rows += n
+                    times.append(elapsed)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - started
+    return {"clients": clients, "requests": len(times), "seconds": wall,
+            "samples_per_s": rows / wall, "requests_per_s": len(times) / wall,
+            "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
+
+
+def large_upload(url: str, master: int, source: Path, rows: int, tmp: Path) -> dict:
+    """One upload of ``rows`` rows (KDDTest+ repeated); time and workers' peak RSS."""
+    lines = source.read_bytes().splitlines(keepends=True)
+    path = tmp / f"large-{rows}.txt"
+    with open(path, "wb") as handle:
+        for start in range(0, rows, len(lines)):
+            handle.writelines(lines[: min(len(lines), rows - start)])
+    size_mb = path.stat().st_size / (1 << 20)
+    before = {pid: peak_rss_mb(pid) for pid in worker_pids(master)}
+    data = path.read_bytes()
+    with requests.Session() as session:
+        elapsed, total = post(session, url, path.name, data)
+    after = {pid: peak_rss_mb(pid) for pid in worker_pids(master)}
+    path.unlink()
+    return {"rows": total, "file_mb": size_mb, "seconds": elapsed,
+            "worker_peak_rss_mb_before": max(before.values()),
+            "worker_peak_rss_mb_after": max(after.values())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--file", type=Path, default=nslkdd_dir() / "KDDTest+.txt")
+    parser.add_argument("--requests", type=int, default=30, help="sequential latency requests")
+    parser.add_argument("--concurrency", default="1,4,8", help="client counts, comma-separated")
+    parser.add_argument("--max-requests", type=int, default=40, help="per concurrency level")
+    parser.add_argument("--budget", type=float, default=30.0, help="seconds per level")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY")
+                                                          or 2))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS")
+                                                          or 4))
+    parser.add_argument("--large-rows", type=int, default=0,
+                        help="also time one upload of this many rows (e.g. 500000)")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
+    args = parser.parse_args(argv)
+    if not args.file.is_file():
+        raise SystemExit(f"{args.file} not found: run `make data` or set ANOMALYZE_NSLKDD_DIR")
+    data = args.file.read_bytes()
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+
+    result: dict = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": os.getloadavg()},
+        "server": {"workers": args.workers, "threads": args.threads},
+        "file": {"name": args.file.name, "bytes": len(data)},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="anomalyze-bench-"))
+    try:
+        with gunicorn(args.workers, args.threads, tmp / "data", tmp / "gunicorn.log") as (
+                url, master):
+            result["latency"] = latency(url, data, args.requests)
+            if not args.skip_throughput:
+                result["throughput"] = [throughput(url, data, c, args.max_requests, args.budget)
+                                        for c in levels]
+            if args.large_rows:
+                result["large_upload"] = large_upload(url, master.pid, args.file,
+                                                      args.large_rows, tmp)
+            result["worker_peak_rss_mb"] = max(peak_rss_mb(p) for p in worker_pids(master.pid))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["machine"]["loadavg_after"] = os.getloadavg()
+
+    print_table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+def print_table(result: dict) -> None:
+    lat = result["latency"]
+    server = result["server"]
+    print(f"POST /api/predict, {result['file']['name']} ({result['file']['bytes']:,} bytes), "
+          f"gunicorn {server['workers']} workers x {server['threads']} threads, "
+          f"{result['machine']['cpus']} CPUs, load {result['machine']['loadavg_before'][0]:.2f}")
+    print(f"latency over {lat['requests']} sequential requests: p50 {lat['p50_s']:.3f} s, "
+          f"p95 {lat['p95_s']:.3f} s (min {lat['min_s']:.3f}, max {lat['max_s']:.3f}); "
+          f"in the view p50 {lat['server_processing_p50_s']:.3f} s")
+    if "throughput" in result:
+        print(f"\n{'clients':>7} {'requests':>8} {'seconds':>8} {'samples/s':>10} "
+              f"{'p50 s':>7} {'p95 s':>7}")
+        for row in result["throughput"]:
+            print(f"{row['clients']:>7} {row['requests']:>8} {row['seconds']:>8.1f} "
+                  f"{row['samples_per_s']:>10,.0f} {row['p50_s']:>7.3f} {row['p95_s']:>7.3f}")
+    if "large_upload" in result:
+        big = result["large_upload"]
+        print(f"\nlarge upload: {big['rows']:,} rows ({big['file_mb']:.1f} MB) in "
+              f"{big['seconds']:.1f} s; worker peak RSS {big['worker_peak_rss_mb_after']:.0f} MB "
+              f"(before: {big['worker_peak_rss_mb_before']:.0f} MB)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

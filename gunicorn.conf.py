@@ -1,0 +1,28 @@
+"""Gunicorn settings for the ML API: ``gunicorn api_server:app -c gunicorn.conf.py``.
+
+Environment: WEB_CONCURRENCY (worker processes, default 2), GUNICORN_THREADS (threads per
+worker, default 4), PORT (default 5000), GUNICORN_TIMEOUT (seconds, default 120). See
+docs/CONFIG.md.
+"""
+
+import os
+
+# One BLAS thread per scoring call: requests already run in parallel (workers x threads) on a
+# small machine, and a BLAS thread pool started in the master before fork is not fork-safe.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+bind = f"0.0.0.0:{os.environ.get('PORT') or '5000'}"
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+# A 500,000-row upload takes well under this (docs/CONFIG.md); past it the worker is restarted.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 120)
+graceful_timeout = 30
+keepalive = 5
+# Load the app (and the model) once in the master, so workers share the model's memory pages.
+preload_app = True
+# No access log: the app writes one structured JSON line per request (server/request_log.py).
+accesslog = None
+errorlog = "-"
+loglevel = "info"

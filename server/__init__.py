@@ -1,0 +1,48 @@
+"""Anomalyze ML API: the scoring service behind the frontend (contract: docs/API.md).
+
+``create_app`` only wires the parts together; each module owns one concern and registers
+itself with ``init_app(app)``, as in Flask's tutorial app.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_cors import CORS
+
+from server import errors, model_holder, request_log, uploads
+from server.config import load_config, max_content_length
+from server.info import bp as info_bp
+from server.predict import MODEL_VERSION_HEADER
+from server.predict import bp as predict_bp
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The app, configured from the environment (server/config.py) and then from ``config``."""
+    app = Flask(__name__)
+    app.config.from_mapping(load_config())
+    app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False)
+    if config:
+        app.config.update(config)
+    app.config["MODEL_DIR"] = Path(app.config["MODEL_DIR"])
+    app.config["DATA_DIR"] = Path(app.config["DATA_DIR"])
+    app.config.setdefault("MAX_CONTENT_LENGTH", None)
+    if app.config["MAX_CONTENT_LENGTH"] is None:
+        app.config["MAX_CONTENT_LENGTH"] = max_content_length(app.config["MAX_UPLOAD_MB"])
+    app.config["STARTED_AT"] = time.monotonic()
+    app.json.sort_keys = False  # keep the documented key order
+
+    request_log.init_app(app)
+    errors.init_app(app)
+    uploads.init_app(app)
+    model_holder.init_app(app)
+    if app.config["CORS_ORIGINS"]:
+        # Without this, browsers only let pages from the API's own origin read its answers.
+        CORS(app, origins=list(app.config["CORS_ORIGINS"]),
+             expose_headers=[MODEL_VERSION_HEADER])
+    app.register_blueprint(info_bp)
+    app.register_blueprint(predict_bp)
+    return app

@@ -1,0 +1,139 @@
+"""The model the service scores with, reloaded when the file on disk is replaced.
+
+Retraining (issue 4) swaps ``model.joblib`` atomically (temp file + rename). Each request asks
+``current()`` once at its start and finishes on that model, so a swap never mixes two models
+in one answer. Checking for a swap costs one ``os.stat`` at most every ``check_interval``
+seconds; a failed reload keeps the old model serving and is reported by ``/health``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask, current_app
+
+from utils.model_store import MODEL_FILE, LoadedModel, ModelLoadError, load_model
+
+log = logging.getLogger("anomalyze.server")
+
+FileStamp = tuple[int, int, int] | None  # (st_ino, st_mtime_ns, st_size); None: no file
+
+_NEVER = object()
+
+
+class ModelUnavailable(RuntimeError):
+    """No model has been loaded (missing or unusable model file)."""
+
+
+class ModelHolder:
+    """Holds the loaded model of ``model_dir`` and swaps in a new one when the file changes."""
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        *,
+        check_interval: float = 1.0,
+        loader: Callable[[Path], LoadedModel] = load_model,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.check_interval = check_interval
+        self._loader = loader
+        self._clock = clock
+        self._model: LoadedModel | None = None
+        self._error: str | None = None
+        self._seen: object = _NEVER  # stamp of the file last tried, loaded or not
+        self._checked_at: float | None = None
+        self._reload_lock = threading.Lock()
+
+    def current(self) -> LoadedModel:
+        """The model to use for one whole request; raises ModelUnavailable if there is none."""
+        self.refresh()
+        model = self._model
+        if model is None:
+            raise ModelUnavailable(self._error or "no model loaded")
+        return model
+
+    def status(self) -> tuple[LoadedModel | None, str | None]:
+        """(model or None, fault with the model on disk or None), after a due check."""
+        self.refresh()
+        return self._model, self._error
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Reload if the model file changed since the last look (at most every check_interval).
+
+        While one thread reloads, the others keep answering with the model they have; only when
+        there is no model at all do they wait for the load.
+        """
+        if not force and not self._due():
+            return
+        if not self._reload_lock.acquire(blocking=self._model is None or force):
+            return
+        try:
+            if not force and not self._due():
+                return  # another thread just checked
+            self._checked_at = self._clock()
+            stamp = self._stamp()
+            if stamp == self._seen and not force:
+                return
+            self._seen = stamp
+            self._load(stamp)
+        finally:
+            self._reload_lock.release()
+
+    def _due(self) -> bool:
+        checked = self._checked_at
+        return checked is None or self._clock() - checked >= self.check_interval
+
+    def _stamp(self) -> FileStamp:
+        try:
+            st = os.stat(self.model_dir / MODEL_FILE)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load(self, stamp: FileStamp) -> None:
+        if stamp is None and self._model is not None:
+            self._error = f"{MODEL_FILE} has disappeared from the model folder"
+            log.error("model file missing; still serving %s", self._model.version)
+            return
+        try:
+            model = self._loader(self.model_dir)
+        except ModelLoadError as exc:
+            self._fail(str(exc))  # written for people: names the file, never its path
+        except Exception as exc:  # a bad file must not take the service down
+            log.exception("unexpected error while loading the model")
+            self._fail(f"the model could not be loaded ({type(exc).__name__})")
+        else:
+            previous = self._model
+            self._model, self._error = model, None
+            if previous is None or previous.version != model.version:
+                log.info("serving model %s", model.version)
+
+    def _fail(self, error: str) -> None:
+        self._error = error
+        if self._model is None:
+            log.error("no model loaded: %s", error)
+        else:
+            log.error("model reload failed, still serving %s: %s", self._model.version, error)
+
+
+EXTENSION_KEY = "anomalyze.model"
+
+
+def init_app(app: Flask) -> ModelHolder:
+    """Load the model now (the server starts even if that fails) and attach the holder."""
+    holder = ModelHolder(app.config["MODEL_DIR"],
+                         check_interval=app.config["MODEL_CHECK_INTERVAL"])
+    holder.refresh(force=True)
+    app.extensions[EXTENSION_KEY] = holder
+    return holder
+
+
+def get_holder() -> ModelHolder:
+    return current_app.extensions[EXTENSION_KEY]

@@ -1,0 +1,124 @@
+"""Prediction endpoints: POST /api/predict (an uploaded file), POST /api/predict-json."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from server.analysis import Analysis, analyse_file, analyse_records
+from server.config import upload_limit_bytes
+from server.errors import ApiError, too_large
+from server.json_records import parse_json_records
+from server.model_holder import ModelUnavailable, get_holder
+from server.request_log import note_request
+from server.responses import csv_rows, prediction
+from server.uploads import get_sink
+from utils.model_store import LoadedModel
+
+bp = Blueprint("predict", __name__)
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100_000
+MODEL_VERSION_HEADER = "X-Model-Version"
+
+
+@bp.post("/api/predict")
+def predict() -> Response:
+    """Score an uploaded file (multipart field ``file``): JSON summary or per-record CSV."""
+    started = time.perf_counter()
+    limit = parse_limit(request.args)
+    as_csv = wants_csv(request.args)
+    model = current_model()  # before the upload is read: no model, no point receiving it
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError(400, "missing_file",
+                       "no file uploaded: send multipart/form-data with the field 'file'")
+    sink = get_sink()
+    received = sink.receive(upload)
+    try:
+        analysis = analyse_file(model, received.path, 0 if as_csv else limit)
+        kept = sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
+                             input_kind=analysis.input_kind)
+    finally:
+        sink.discard(received)
+    note_request(rows=len(analysis))
+    if as_csv:
+        return csv_response(model, analysis)
+    upload_summary = {"sha256": received.sha256, "duplicate": kept["duplicate"],
+                      "stored": kept["stored"]}
+    body = prediction(model, analysis, processing_time=time.perf_counter() - started,
+                      upload=upload_summary)
+    return json_response(model, body)
+
+
+@bp.post("/api/predict-json")
+def predict_json() -> Response:
+    """Score records sent as JSON: ``{"records": [[41 values], ...]}`` or objects by name."""
+    started = time.perf_counter()
+    limit = parse_limit(request.args)
+    as_csv = wants_csv(request.args)
+    model = current_model()
+    # A JSON body is parsed in memory (several times its size as Python objects), so it
+    # gets a smaller limit than a file upload, which is streamed.
+    limit_mb = current_app.config["MAX_JSON_MB"]
+    request.max_content_length = upload_limit_bytes(limit_mb)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RequestEntityTooLarge:
+        raise too_large(limit_mb) from None
+    if body is None:
+        raise ApiError(400, "invalid_json", "the request body is not valid JSON")
+    records = parse_json_records(body)
+    analysis = analyse_records(model, records, 0 if as_csv else limit)
+    note_request(rows=len(analysis))
+    if as_csv:
+        return csv_response(model, analysis)
+    return json_response(model, prediction(
+        model, analysis, processing_time=time.perf_counter() - started))
+
+
+def parse_limit(args: Mapping[str, str]) -> int:
+    raw = args.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = -1
+    if not 0 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "invalid_parameter",
+                       f"limit must be a whole number from 0 to {MAX_LIMIT}, got {raw[:40]!r}")
+    return limit
+
+
+def wants_csv(args: Mapping[str, str]) -> bool:
+    fmt = (args.get("format") or "json").lower()
+    if fmt not in ("json", "csv"):
+        raise ApiError(400, "invalid_parameter", f"format must be json or csv, got {fmt[:40]!r}")
+    return fmt == "csv"
+
+
+def current_model() -> LoadedModel:
+    """The model for this whole request (a reload meanwhile does not affect it)."""
+    try:
+        model = get_holder().current()
+    except ModelUnavailable as exc:
+        raise ApiError(503, "model_unavailable", f"no model is loaded: {exc}") from None
+    note_request(model_version=model.version)
+    return model
+
+
+def json_response(model: LoadedModel, body: dict) -> Response:
+    response = jsonify(body)
+    response.headers[MODEL_VERSION_HEADER] = model.version
+    return response
+
+
+def csv_response(model: LoadedModel, analysis: Analysis) -> Response:
+    response = Response(csv_rows(analysis), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="anomalyze-results.csv"'
+    response.headers[MODEL_VERSION_HEADER] = model.version
+    return response

@@ -1,0 +1,184 @@
+"""The JSON and CSV answers of the prediction endpoints, built from one Analysis.
+
+Everything numpy or pandas is turned into plain JSON values here (NaN and pd.NA become null),
+so the views never hand a numpy scalar to the JSON encoder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from server.analysis import Analysis
+from utils.metrics import evaluate
+from utils.model_store import LoadedModel
+from utils.schema import SEVERITIES
+from utils.scoring import explain, score_histogram
+
+ANOMALY_FEATURES = ("protocol_type", "service", "flag", "src_bytes", "dst_bytes")
+CSV_COLUMNS = ("index", "is_anomaly", "severity", "anomaly_score", "confidence")
+CSV_BLOCK_ROWS = 20_000
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def prediction(
+    model: LoadedModel, analysis: Analysis, *, processing_time: float,
+    upload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The body of a successful /api/predict or /api/predict-json answer (docs/API.md)."""
+    by_severity = pd.Series(analysis.severity, dtype=object).value_counts().to_dict()
+    anomalies = anomaly_records(model, analysis)
+    summary: dict[str, Any] = {
+        "total_samples": len(analysis),
+        "anomalies_detected": int(np.count_nonzero(analysis.is_anomaly)),
+        "anomalies_returned": len(anomalies),
+        "severity_counts": {name: int(by_severity.get(name, 0)) for name in SEVERITIES},
+        "processing_time": round(processing_time, 4),
+        "model_version": model.version,
+        "threshold": float(analysis.threshold),
+        "input_kind": analysis.input_kind,
+    }
+    if upload is not None:
+        summary |= upload
+    return {
+        "success": True,
+        "has_labels": analysis.has_labels,
+        "summary": summary,
+        "score_histogram": score_histogram(analysis.anomaly_score, analysis.threshold),
+        "anomalies": anomalies,
+        "metrics": metrics(analysis),
+    }
+
+
+def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, Any]]:
+    """The described anomalies, highest score first; explanations for these rows only.
+
+    Values are pulled out column by column (one numpy conversion each), not row by row.
+    """
+    index = analysis.top_index
+    if index.size == 0:
+        return []
+    features = analysis.top_features
+    columns: dict[str, list] = {
+        "index": index.tolist(),
+        "severity": analysis.severity[index].tolist(),
+        "anomaly_score": analysis.anomaly_score[index].tolist(),
+        "confidence": analysis.confidence[index].tolist(),
+    }
+    model_votes = analysis.votes[index].astype(int)
+    columns["votes"] = model_votes.sum(axis=1).tolist()
+    columns["model_votes"] = model_votes.tolist()
+    for name in ANOMALY_FEATURES:
+        columns[name] = [json_value(v) for v in features[name].tolist()]
+    if analysis.labels is not None:
+        labels = analysis.labels.to_numpy(dtype=object)[index]
+        columns["label"] = [json_value(v) for v in labels]
+    columns["top_features"] = explain(model, features)
+    if analysis.identity is not None:
+        identity = analysis.identity.iloc[index]
+        for name in identity.columns:
+            columns[str(name)] = [json_value(v) for v in identity[name].tolist()]
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def metrics(analysis: Analysis) -> dict[str, Any] | None:
+    """utils.metrics.evaluate, with rates in percent (as the reference service had them).
+
+    None without labels, and when no row has a known label.
+    """
+    if analysis.labels is None:
+        return None
+    result = evaluate(analysis.labels, analysis.is_anomaly, analysis.anomaly_score)
+    if result["labeled_samples"] == 0:
+        return None
+    return {
+        "accuracy": percent(result["accuracy"]),
+        "precision": percent(result["precision"]),
+        "recall": percent(result["recall"]),
+        "f1_score": percent(result["f1"]),
+        "auroc": result["auroc"],
+        "labeled_samples": result["labeled_samples"],
+        "confusion_matrix": result["confusion_matrix"],
+        "detection_rate_by_category": {
+            name: {"total": entry["total"], "detected": entry["detected"],
+                   "rate": percent(entry["rate"])}
+            for name, entry in result["detection_rate_by_category"].items()
+        },
+    }
+
+
+def percent(fraction: float) -> float:
+    return 100.0 * fraction
+
+
+def csv_rows(analysis: Analysis) -> Iterator[str]:
+    """One CSV line per input record, in blocks, for a streamed response."""
+    header = list(CSV_COLUMNS)
+    labels = analysis.labels.to_numpy(dtype=object) if analysis.labels is not None else None
+    if labels is not None:
+        header.append("label")
+    identity = analysis.identity
+    if identity is not None:
+        header.extend(str(name) for name in identity.columns)
+        identity_columns = [identity[name].to_numpy(dtype=object) for name in identity.columns]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for start in range(0, len(analysis), CSV_BLOCK_ROWS):
+        stop = min(start + CSV_BLOCK_ROWS, len(analysis))
+        scores = analysis.anomaly_score[start:stop].tolist()
+        confidence = analysis.confidence[start:stop].tolist()
+        flagged = analysis.is_anomaly[start:stop].tolist()
+        severity = analysis.severity[start:stop]
+        for offset in range(stop - start):
+            i = start + offset
+            row = [i, "true" if flagged[offset] else "false", severity[offset],
+                   scores[offset], confidence[offset]]
+            if labels is not None:
+                row.append(csv_cell(labels[i]))
+            if identity is not None:
+                row.extend(csv_cell(column[i]) for column in identity_columns)
+            writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if len(analysis) == 0:
+        yield buffer.getvalue()
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: text that a spreadsheet would run as a formula gets a leading quote;
+    numbers stay numbers (a negative number is not a formula)."""
+    value = json_value(value)
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def json_value(value: Any) -> Any:
+    """A plain JSON value: numpy scalars unwrapped, whole floats as ints, missing as None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        if not math.isfinite(value):
+            return None
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, datetime | date | pd.Timestamp):
+        return value.isoformat()
+    return value if isinstance(value, str) else str(value)

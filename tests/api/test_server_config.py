@@ -1,0 +1,73 @@
+"""Settings from the environment, the app factory's wiring, and the production entry point."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from server import create_app
+from server.config import REPO_ROOT, load_config, max_content_length
+
+
+def test_defaults_when_nothing_is_set():
+    config = load_config({})
+    assert config["MODEL_DIR"] == REPO_ROOT / "models"
+    assert config["DATA_DIR"] == REPO_ROOT / "data"
+    assert config["MAX_UPLOAD_MB"] == 200.0
+    assert config["MAX_JSON_MB"] == 20.0
+    assert config["CORS_ORIGINS"] == ()
+    assert config["PORT"] == 5000
+    assert config["MODEL_CHECK_INTERVAL"] == 1.0
+
+
+def test_environment_values_are_parsed():
+    config = load_config({
+        "ANOMALYZE_MODEL_DIR": "/srv/models", "ANOMALYZE_DATA_DIR": "/srv/data",
+        "ANOMALYZE_MAX_UPLOAD_MB": "4.5", "PORT": "8080",
+        "ANOMALYZE_CORS_ORIGINS": "https://a.example, https://b.example/ ,",
+    })
+    assert str(config["MODEL_DIR"]) == "/srv/models"
+    assert str(config["DATA_DIR"]) == "/srv/data"
+    assert config["MAX_UPLOAD_MB"] == 4.5
+    assert config["PORT"] == 8080
+    assert config["CORS_ORIGINS"] == ("https://a.example", "https://b.example")
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ANOMALYZE_MAX_UPLOAD_MB", "lots"), ("ANOMALYZE_MAX_UPLOAD_MB", "0"),
+    ("PORT", "70000"), ("PORT", "http"), ("ANOMALYZE_LOG_LEVEL", "chatty"),
+])
+def test_bad_values_fail_naming_the_variable(variable, value):
+    with pytest.raises(ValueError, match=variable):
+        load_config({variable: value})
+
+
+def test_body_limit_leaves_room_for_the_multipart_framing(app):
+    assert app.config["MAX_CONTENT_LENGTH"] == max_content_length(200.0) > 200 * 1024 * 1024
+
+
+def test_cors_is_off_unless_origins_are_configured(model_dir, tmp_path):
+    plain = create_app({"MODEL_DIR": model_dir, "DATA_DIR": tmp_path})
+    response = plain.test_client().get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+    app = create_app({"MODEL_DIR": model_dir, "DATA_DIR": tmp_path,
+                      "CORS_ORIGINS": ("https://ui.example",)})
+    client = app.test_client()
+    allowed = client.get("/health", headers={"Origin": "https://ui.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://ui.example"
+    other = client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_entry_point_never_runs_in_debug_mode(monkeypatch, model_dir, tmp_path):
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    monkeypatch.setenv("ANOMALYZE_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("ANOMALYZE_DATA_DIR", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "api_server", raising=False)
+    api_server = importlib.import_module("api_server")
+    assert api_server.app.debug is False
+    assert api_server.app.config["MODEL_DIR"] == model_dir
+    assert api_server.app.test_client().get("/health").status_code == 200
