@@ -26,3 +26,6 @@ preload_app = True
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# gunicorn's runtime control socket (gunicornc) is not used; its default path is shared by every
+# gunicorn of the user, so several servers on one machine (tests, make run) would collide.
+control_socket_disable = True

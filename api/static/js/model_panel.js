@@ -1,0 +1,63 @@
+// The "Model" panel: the model card from /api/model-info and the retraining status.
+
+import { el, fmtCell, fmtFixed, fmtInt, fmtPercent } from './dom.js';
+import { getJson, messageFor } from './service.js';
+
+function definitionList(pairs) {
+  return el('dl', { class: 'facts' }, pairs.filter(([, value]) => value !== null && value !== undefined)
+    .map(([term, value]) => [el('dt', { text: term }), el('dd', {}, value instanceof Node ? value : fmtCell(value))]));
+}
+
+function fraction(value) {
+  return Number.isFinite(Number(value)) ? fmtPercent(Number(value) * 100, 1) : null;
+}
+
+function modelFacts(model) {
+  const training = model.training_data || {};
+  const validation = model.validation_metrics || {};
+  return definitionList([
+    ['Version', model.model_version],
+    ['Created', model.created_at],
+    ['Ensemble', model.n_models !== undefined ? `${fmtInt(model.n_models)} K-means models` : null],
+    ['k values', Array.isArray(model.k_values) ? model.k_values.join(', ') : null],
+    ['Threshold', model.threshold !== undefined ? fmtFixed(model.threshold, 3) : null],
+    ['Input', model.input_kind],
+    ['Trained on', training.file ? `${training.file} (${fmtInt(training.rows)} rows)` : null],
+    ['Validation accuracy', fraction(validation.accuracy)],
+    ['Validation F1', fraction(validation.f1)],
+    ['Validation AUROC', validation.auroc !== undefined ? fmtFixed(validation.auroc, 3) : null],
+  ]);
+}
+
+function retrainFacts(retrain) {
+  const runs = Array.isArray(retrain.last_runs) ? retrain.last_runs : [];
+  // The newest run by its ISO timestamp, whatever order the list comes in.
+  const when = (run) => String(run.finished_at || run.started_at || '');
+  const last = runs.reduce((newest, run) => (newest === null || when(run) > when(newest) ? run : newest), null);
+  return definitionList([
+    ['Uploads waiting', `${fmtInt(retrain.pending_uploads)} of ${fmtInt(retrain.threshold)} needed to retrain`],
+    ['Running now', retrain.running ? 'yes' : 'no'],
+    ['Last run', last ? `${fmtCell(last.outcome)} · ${fmtCell(last.finished_at || last.started_at)}` : 'none yet'],
+    ['Reason', last && last.reason ? last.reason : null],
+  ]);
+}
+
+export function showModelPanelMessage(text) {
+  document.getElementById('model-content').replaceChildren(el('p', { class: 'muted', text }));
+}
+
+export async function loadModelPanel() {
+  const target = document.getElementById('model-content');
+  const reply = await getJson('/model-panel');
+  if (!reply.ok || !reply.data || !reply.data.success) {
+    target.replaceChildren(el('p', { class: 'error-inline', text: messageFor(reply.status, reply.data) }));
+    return;
+  }
+  const { model, retrain } = reply.data;
+  target.replaceChildren(
+    modelFacts(model || {}),
+    el('h3', { text: 'Retraining' }),
+    retrain ? retrainFacts(retrain)
+      : el('p', { class: 'muted', id: 'retrain-unavailable', text: 'Retraining status is not available: this API does not offer it yet.' }),
+  );
+}

@@ -1,0 +1,1 @@
+"""Tests for the web frontend (api/) and scripts/run_local.py."""
