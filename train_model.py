@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {card['model_version']}: threshold {card['threshold']:.4f} "
           f"({card['threshold_rule']}), trained in {time.perf_counter() - started:.1f} s")
     if card["validation_metrics"]:
-        print("validation (held-out KDDTrain+ rows, never KDDTest+):")
+        print(f"validation (held-out rows of {path.name}; never KDDTest+):")
         print(format_metrics(card["validation_metrics"]))
     return 0
 

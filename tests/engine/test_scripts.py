@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory, kdd_train20_path):
     folder = tmp_path_factory.mktemp("model20")
     done = run("train_model.py", "--train", str(kdd_train20_path), "--model-dir", str(folder))
     assert done.returncode == 0, done.stderr
-    assert "validation (held-out KDDTrain+ rows" in done.stdout
+    assert "validation (held-out rows of KDDTrain+_20Percent.txt" in done.stdout
     return folder
 
 

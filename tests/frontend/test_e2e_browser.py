@@ -475,3 +475,22 @@ def test_zeek_results_show_uid_and_hosts_and_the_duplicate_notice(page, offline_
     assert page.locator("#metrics").is_hidden()
     assert "Retraining status is not available" in page.locator("#model-content").inner_text()
     page.screenshot(path=ARTIFACTS / "e2e-09-zeek-duplicate.png", full_page=True)
+
+
+ZEEK_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "zeek"
+
+
+@pytest.mark.parametrize("name", ["scenario-malicious.conn.log.labeled",
+                                  "ctu-botnet-4.conn.log.labeled"])
+def test_real_zeek_conn_logs_analyse_end_to_end_with_their_identity(page, frontend_url, name):
+    """Issue 8's acceptance: the upload page works on both real Zeek samples."""
+    path = ZEEK_SAMPLES / name
+    if not path.is_file():
+        unavailable(f"{path} is missing (../shared/data/zeek beside the repository)")
+    analyse(page, frontend_url, path)
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    uids = column_texts(page, "Zeek uid")
+    assert uids and all(uid.startswith("C") for uid in uids)
+    assert all("→" in hosts for hosts in column_texts(page, "Hosts"))
+    assert page.locator("#metrics").is_visible()  # both samples carry labels
+    page.screenshot(path=ARTIFACTS / f"e2e-10-zeek-{name.split('.')[0]}.png", full_page=True)
