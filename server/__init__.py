@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from server import errors, model_holder, request_log, uploads
+from server import errors, model_holder, request_log, retrain, uploads
 from server.config import load_config, max_content_length
 from server.info import bp as info_bp
 from server.predict import MODEL_VERSION_HEADER
@@ -45,4 +45,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
              expose_headers=[MODEL_VERSION_HEADER])
     app.register_blueprint(info_bp)
     app.register_blueprint(predict_bp)
+    retrain.init_app(app)  # after uploads: it hooks the upload sink to the retrain launcher
     return app

@@ -3,22 +3,21 @@
 Werkzeug would spool a large upload to a temp file of its own (and small ones to memory)
 before the view sees it; ``UploadRequest`` hands it our ``HashingSpool`` instead, so the file
 is written once, under ``<data_dir>/incoming/``, with its SHA-256 computed as it arrives and its
-size limit enforced while it is written. ``UploadSink.register`` is the one seam issue 4
-replaces (SQLite registry, retrain trigger); this minimal version keeps each distinct valid
-upload as ``<data_dir>/uploaded_logs/<UTC timestamp>-<sha256[:16]>.<ext>``.
+size limit enforced while it is written. ``UploadSink.register`` hands each valid upload to the
+SQLite upload registry (utils/upload_registry.py, docs/LEARNING.md), which keeps it once per
+content as ``<data_dir>/uploaded_logs/<UTC timestamp>-<sha256[:16]>.<ext>`` and counts it
+towards the next retrain.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +26,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.config import upload_limit_bytes
+from utils.upload_registry import UploadRegistry
 
 INCOMING_DIR = "incoming"
 STORED_DIR = "uploaded_logs"
@@ -35,8 +35,6 @@ EXTENSION_KEY = "anomalyze.uploads"
 _BLOCK = 1 << 20
 _STALE_SECONDS = 3600
 _SPOOL_SUFFIX = ".part"
-_KNOWN_EXTENSIONS = frozenset({"txt", "csv", "tsv", "log", "json", "gz"})
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -124,6 +122,9 @@ class UploadSink:
         self.incoming_dir = self.data_dir / INCOMING_DIR
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
+        self.registry = UploadRegistry(self.data_dir)
+        self.retrain_threshold: int | None = None  # None: env ANOMALYZE_RETRAIN_THRESHOLD
+        self.on_retrain_due: Callable[[], object] = lambda: None
 
     def remove_stale_spools(self, older_than: float = _STALE_SECONDS) -> int:
         """Delete temp files a killed process left behind; returns how many."""
@@ -163,41 +164,20 @@ class UploadSink:
     def register(
         self, received: Received, rows: int, has_labels: bool, input_kind: str
     ) -> dict[str, bool]:
-        """Keep a valid upload unless the same content is already kept.
+        """Keep a valid upload unless the same content is already kept; count it.
 
-        ``duplicate``: a kept file has this SHA-256 (its first 16 hex digits, which are in the
-        name). ``stored``: this upload was kept now. Only call it for uploads that parsed.
+        ``duplicate``: the registry has an upload with this SHA-256. ``stored``: this upload
+        was kept now. When it completes a batch of ``retrain_threshold`` new uploads,
+        ``on_retrain_due`` is called (server/retrain.py starts a retrain). Only call it for
+        uploads that parsed.
         """
-        self.stored_dir.mkdir(parents=True, exist_ok=True)
-        prefix = received.sha256[:16]
-        with self._locked():
-            if next(self.stored_dir.glob(f"*-{prefix}.*"), None) is not None:
-                return {"duplicate": True, "stored": False}
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            target = self.stored_dir / f"{stamp}-{prefix}.{self._extension(received)}"
-            with open(received.path, "rb") as handle:
-                os.fsync(handle.fileno())  # the content is durable before its name appears
-            os.replace(received.path, target)
-        return {"duplicate": False, "stored": True}
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise check-then-store across threads and worker processes."""
-        with open(self.stored_dir / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    @staticmethod
-    def _extension(received: Received) -> str:
-        """The client's extension when it is a plain known one, else one read from the content."""
-        suffix = Path(received.original_name).suffix.lower().lstrip(".")
-        if suffix in _KNOWN_EXTENSIONS:
-            return suffix
-        with open(received.path, "rb") as handle:
-            return "gz" if handle.read(2) == _GZIP_MAGIC else "txt"
+        registration = self.registry.register(
+            received.path, sha256=received.sha256, original_name=received.original_name,
+            rows=rows, has_labels=has_labels, input_kind=input_kind,
+            threshold=self.retrain_threshold)
+        if registration.retrain_due:
+            self.on_retrain_due()
+        return {"duplicate": registration.duplicate, "stored": registration.stored}
 
 
 def init_app(app: Flask) -> UploadSink:

@@ -1,0 +1,114 @@
+"""Retrain on the training data plus kept uploads; promote the candidate only if it is not worse.
+
+    python retrain_model.py [--force] [--model-dir models] [--data-dir data] [--train FILE]
+                            [--k 100,150,200,250,300] [--tolerance 0.005] [--requeue-rejected]
+
+Without --force it serves the retrain requests queued by uploads or by POST /api/retrain (one
+run per request) and does nothing when none is queued. The decisions (which upload rows are
+used, the gate, the lock) are in docs/LEARNING.md. Progress goes to stderr.
+
+Exit codes: 0 promoted, or nothing to do; 1 failed; 2 bad usage; 3 rejected by the gate;
+4 another retrain holds the lock (it serves the queued requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from utils.cli import progress
+from utils.upload_registry import RetrainLock, UploadRegistry, retrain_threshold
+
+REPO_ROOT = Path(__file__).resolve().parent
+EXIT_CODES = {"promoted": 0, "failed": 1, "rejected": 3}
+EXIT_BUSY = 4
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--force", action="store_true",
+                        help="retrain now even if no request is queued")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="the model folder (default: $ANOMALYZE_MODEL_DIR or models/)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="uploads, registry and training data "
+                        "(default: $ANOMALYZE_DATA_DIR or data/)")
+    parser.add_argument("--train", type=Path, default=None,
+                        help="the original training file (default: $ANOMALYZE_RETRAIN_TRAIN_FILE, "
+                        "else the file the model card names, else KDDTrain+.txt, in the data "
+                        "folder)")
+    parser.add_argument("--k", default=None,
+                        help="comma-separated k values (default: $ANOMALYZE_RETRAIN_K, else "
+                        "those of the current model)")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="largest drop in balanced F1 or AUROC still promoted "
+                        "(default: $ANOMALYZE_RETRAIN_TOLERANCE or 0.005)")
+    parser.add_argument("--requeue-rejected", action="store_true",
+                        help="put uploads set aside by rejected runs back in the queue first")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="lower the process priority by this much (the server passes 10)")
+    parser.add_argument("--lock-wait", type=float, default=5.0,
+                        help="seconds to wait for the retrain lock before leaving the work to "
+                        "its holder (default 5)")
+    parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _folder(flag: Path | None, variable: str, default: str) -> Path:
+    # utils.dataset / utils.model_store hold the same defaults but import pandas and sklearn,
+    # which a process that only finds the lock taken should not wait for
+    if flag is not None:
+        return flag
+    return Path(os.environ.get(variable) or REPO_ROOT / default)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data_dir = _folder(args.data_dir, "ANOMALYZE_DATA_DIR", "data")
+    model_dir = _folder(args.model_dir, "ANOMALYZE_MODEL_DIR", "models")
+    if args.nice:
+        os.nice(args.nice)
+    registry = UploadRegistry(data_dir)
+    if args.requeue_rejected:
+        progress(f"{registry.requeue_used()} upload(s) put back in the queue")
+    state = registry.state()
+    if not args.force and state["requests"] == 0:
+        pending = registry.counts()["pending"]
+        print(f"nothing queued: {pending} pending upload(s), {state['uploads_since_retrain']} "
+              f"of {retrain_threshold()} since the last trigger; --force retrains now")
+        return 0
+    lock = RetrainLock(data_dir)
+    if not lock.acquire(wait=args.lock_wait):
+        progress("another retrain holds the lock; it will serve the queued requests")
+        return EXIT_BUSY
+
+    from utils.retraining import RetrainSettings, parse_k, run_queued  # pandas, sklearn
+
+    try:
+        settings = RetrainSettings.from_env(model_dir, data_dir)
+        if args.train is not None:
+            settings.train_file = args.train
+        if args.k is not None:
+            settings.n_clusters = parse_k(args.k)
+        if args.tolerance is not None:
+            settings.tolerance = args.tolerance
+    except ValueError as exc:
+        lock.release()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = run_queued(settings, registry, force=args.force, trigger=args.trigger,
+                         progress=progress, lock=lock, lock_wait=args.lock_wait)
+    if not results:
+        print("nothing to do: another process served the queued requests")
+        return 0
+    for result in results:
+        print(f"run {result.run_id}: {result.outcome} {result.version or ''}".rstrip())
+        print(f"  {result.reason}")
+    return EXIT_CODES[results[-1].outcome]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

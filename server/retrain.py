@@ -1,0 +1,182 @@
+"""Incremental learning over HTTP, and the launcher that starts retrains (docs/LEARNING.md).
+
+``GET /api/retrain/status`` is public and read-only. ``POST /api/retrain`` and
+``POST /api/models/rollback`` are for admins: ``Authorization: Bearer $ANOMALYZE_ADMIN_TOKEN``,
+compared in constant time. Without a configured token they answer 404 ``disabled``.
+
+A retrain never runs inside a request. ``RetrainLauncher`` starts ``retrain_model.py`` as a
+process of its own (an argument list, no shell, this interpreter) and returns at once. That
+process takes the retrain lock itself, so it doesn't matter which worker launched it, or
+whether two did.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from server.errors import ApiError
+from server.model_holder import get_holder
+from server.uploads import EXTENSION_KEY as UPLOADS_KEY
+from server.uploads import get_sink
+from utils.retraining import RetrainError, UnknownVersion, list_versions, rollback
+from utils.upload_registry import RetrainBusy, UploadRegistry, retrain_threshold
+
+log = logging.getLogger("anomalyze.server")
+
+bp = Blueprint("retrain", __name__)
+
+EXTENSION_KEY = "anomalyze.retrain"
+ADMIN_TOKEN_ENV = "ANOMALYZE_ADMIN_TOKEN"
+LOG_FILE = "retrain.log"
+SCRIPT = Path(__file__).resolve().parents[1] / "retrain_model.py"
+LAST_RUNS = 10
+
+
+class RetrainLauncher:
+    """Starts ``retrain_model.py`` in the background for the app's model and data folders."""
+
+    def __init__(self, model_dir: Path, data_dir: Path, *, python: str = sys.executable,
+                 script: Path = SCRIPT) -> None:
+        self.model_dir = Path(model_dir)
+        self.data_dir = Path(data_dir)
+        self.python = python
+        self.script = Path(script)
+
+    def command(self, trigger: str) -> list[str]:
+        return [self.python, str(self.script), "--model-dir", str(self.model_dir),
+                "--data-dir", str(self.data_dir), "--trigger", trigger, "--nice", "10"]
+
+    def launch(self, trigger: str) -> int | None:
+        """Start a retrain process; its pid, or None if it could not be started (logged).
+
+        The request that was queued stays queued, so a failed launch only delays the run.
+        """
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.data_dir / LOG_FILE, "ab") as output:
+                process = subprocess.Popen(
+                    self.command(trigger), stdin=subprocess.DEVNULL, stdout=output,
+                    stderr=subprocess.STDOUT, cwd=self.script.parent, close_fds=True,
+                    start_new_session=True)
+        except OSError:
+            log.exception("could not start the retrain process")
+            return None
+        # Reap it when it exits, so no zombie outlives the run.
+        threading.Thread(target=process.wait, name=f"retrain-{process.pid}", daemon=True).start()
+        log.info("retrain process %d started (%s)", process.pid, trigger)
+        return process.pid
+
+
+def init_app(app: Flask) -> RetrainLauncher:
+    """Attach the launcher, read the threshold and admin token, hook the upload sink."""
+    app.config.setdefault("RETRAIN_THRESHOLD", retrain_threshold())
+    app.config.setdefault("ADMIN_TOKEN", os.environ.get(ADMIN_TOKEN_ENV) or None)
+    launcher = RetrainLauncher(app.config["MODEL_DIR"], app.config["DATA_DIR"])
+    app.extensions[EXTENSION_KEY] = launcher
+    sink = app.extensions[UPLOADS_KEY]
+    sink.retrain_threshold = app.config["RETRAIN_THRESHOLD"]
+    sink.on_retrain_due = lambda: launcher.launch("upload")
+    app.register_blueprint(bp)
+    return launcher
+
+
+def get_launcher() -> RetrainLauncher:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def _registry() -> UploadRegistry:
+    return get_sink().registry
+
+
+def require_admin() -> None:
+    """404 ``disabled`` without a configured token, 401 without a bearer token, 403 wrong."""
+    expected = current_app.config.get("ADMIN_TOKEN")
+    if not expected:
+        raise ApiError(404, "disabled",
+                       f"admin endpoints are disabled: set {ADMIN_TOKEN_ENV} to enable them")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <admin token>")
+    if not hmac.compare_digest(given.encode(), str(expected).encode()):
+        raise ApiError(403, "forbidden", "wrong admin token")
+
+
+@bp.get("/api/retrain/status")
+def status() -> Response:
+    """Pending uploads, the threshold, whether a retrain runs, the last runs, the versions."""
+    registry = _registry()
+    counts = registry.counts()
+    state = registry.state()
+    current = registry.running_run()
+    model, _error = get_holder().status()
+    return jsonify({
+        "success": True,
+        "pending_uploads": counts["pending"],
+        "threshold": current_app.config["RETRAIN_THRESHOLD"],
+        "uploads_since_retrain": state["uploads_since_retrain"],
+        "queued_requests": state["requests"],
+        "running": current is not None,
+        "current_run": _run_summary(current) if current else None,
+        "uploads": counts,
+        "model_version": model.version if model else None,
+        "versions": list_versions(current_app.config["MODEL_DIR"]),
+        "last_runs": [_run_summary(run) for run in registry.runs(LAST_RUNS)],
+    })
+
+
+@bp.post("/api/retrain")
+def start_retrain() -> tuple[Response, int]:
+    """Queue a retrain and start the process that runs it (202: it runs in the background)."""
+    require_admin()
+    registry = _registry()
+    running = registry.running_run() is not None
+    registry.request_retrain()
+    get_launcher().launch("api")
+    return jsonify({"success": True, "queued": True, "running": running}), 202
+
+
+@bp.post("/api/models/rollback")
+def rollback_model() -> Response:
+    """Make an archived version current again (default: the one the current model replaced)."""
+    require_admin()
+    version = _requested_version()
+    try:
+        previous, current = rollback(current_app.config["MODEL_DIR"],
+                                     current_app.config["DATA_DIR"], version)
+    except RetrainBusy:
+        raise ApiError(409, "retrain_running",
+                       "a retrain is in progress; roll back when it has finished") from None
+    except UnknownVersion as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except RetrainError as exc:  # no earlier version, or it is already the current one
+        raise ApiError(409, "conflict", str(exc)) from None
+    get_holder().refresh(force=True)  # this worker answers with it at once; others within
+    log.info("rolled back from %s to %s", previous, current)  # the check interval
+    return jsonify({"success": True, "previous_version": previous, "model_version": current})
+
+
+def _requested_version() -> str | None:
+    if not request.get_data(cache=True):
+        return None
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", 'the body must be a JSON object like {"version": "…"}')
+    version = body.get("version")
+    if version is not None and not isinstance(version, str):
+        raise ApiError(400, "invalid_value", "version must be a string")
+    return version or None
+
+
+def _run_summary(run: dict) -> dict:
+    keys = ("id", "started_at", "finished_at", "outcome", "reason", "metrics_before",
+            "metrics_after", "version", "previous_version", "triggered_by", "uploads_used")
+    return {key: run.get(key) for key in keys}

@@ -1,0 +1,134 @@
+"""Helpers for the incremental-learning tests: a small model on NSL-KDD rows, uploads cut from
+NSL-KDD files, registration as the server does it.
+
+A module of its own (not conftest.py) so test files can import it by a name no other test
+folder uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from utils.model_store import save_model
+from utils.preprocessing import read_records
+from utils.training import file_digest, train
+from utils.upload_registry import Registration, UploadRegistry
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMALL_K = (4, 6, 8, 10, 12)
+SMALL_K_TEXT = ",".join(map(str, SMALL_K))
+BASE_ROWS = 3000
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def kdd_bytes(lines: list[str], *, relabel: str | None = None, labels: bool = True) -> bytes:
+    """NSL-KDD lines as an upload: optionally relabeled, or with label and difficulty cut."""
+    out = []
+    for line in lines:
+        fields = line.split(",")
+        if relabel is not None:
+            fields[41] = relabel
+        out.append(",".join(fields if labels else fields[:41]))
+    return ("\n".join(out) + "\n").encode()
+
+
+def write_base(source: Path, target: Path, rows: int = BASE_ROWS) -> Path:
+    """The first ``rows`` lines of an NSL-KDD file: a training file small enough for tests."""
+    target.write_text("\n".join(lines_of(source)[:rows]) + "\n")
+    return target
+
+
+def train_small(base: Path, model_dir: Path, seed: int = 0) -> Path:
+    """A model trained on ``base`` as train_model.py trains one, with small k values."""
+    content = base.read_bytes()
+    result = train(read_records(content), n_clusters=SMALL_K, random_state=seed,
+                   source={"file": base.name, "sha256": file_digest(content)})
+    save_model(result.pipeline, result.card, model_dir)
+    return model_dir
+
+
+def register(registry: UploadRegistry, data: bytes, name: str = "traffic.txt",
+             threshold: int = 10) -> Registration:
+    """Register ``data`` the way the server does: a temp file in the data folder, parsed."""
+    incoming = registry.data_dir / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=incoming, suffix=".part", delete=False) as handle:
+        handle.write(data)
+    records = read_records(data)
+    result = registry.register(
+        handle.name, sha256=hashlib.sha256(data).hexdigest(), original_name=name,
+        rows=len(records), has_labels=records.has_labels, input_kind=records.input_kind,
+        threshold=threshold)
+    if result.duplicate:
+        Path(handle.name).unlink()
+    return result
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def zeek_upload(n: int = 30) -> bytes:
+    """A small Zeek conn.log (TSV) of web connections."""
+    fields = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
+              "service", "duration", "orig_bytes", "resp_bytes", "conn_state"]
+    lines = ["#separator \\x09", "#fields\t" + "\t".join(fields)]
+    for i in range(n):
+        lines.append("\t".join([f"{1700000000 + i}.5", f"C{i}", "10.0.0.1", str(40000 + i),
+                                "10.0.0.2", "80", "tcp", "http", "1.2", "300", "4000", "SF"]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+class Gunicorn:
+    """The real service (gunicorn.conf.py) on 127.0.0.1 with the given environment."""
+
+    def __init__(self, root: Path, env: dict[str, str], start_timeout: float = 60.0) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = root / "gunicorn.log"
+        full_env = {**os.environ, **env, "PORT": str(port)}
+        full_env.pop("FLASK_DEBUG", None)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "api_server:app", "-c", "gunicorn.conf.py",
+                 "-b", f"127.0.0.1:{port}"],
+                cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + start_timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n"
+                                   f"{self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > end:
+                self.stop()
+                raise RuntimeError(f"gunicorn did not answer within {start_timeout} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,587 @@
+"""Incremental learning: build a candidate from the training data plus kept uploads, promote it
+only if it is not worse than the current model, and keep every version for rollback.
+
+The decisions (docs/LEARNING.md):
+- Upload rows cannot be trusted blindly. A candidate learns from rows labeled normal and from
+  unlabeled rows the *current* model calls Normal with confidence >= ``min_confidence``; rows
+  labeled as attacks never train, they only validate. A share of the labeled normal rows is
+  held out for validation, like the training file's own split.
+- Only uploads of the model's input kind feed it (a KDD model learns from KDD uploads, a Zeek
+  model from Zeek uploads). Uploads already in a promoted model (``archived``) feed every later
+  candidate too: each candidate is trained from scratch and would otherwise forget them.
+- The gate: both models are scored on one fixed validation set (the training file's held-out
+  rows, which neither model fitted on, plus the held-out labeled upload rows). The candidate is
+  promoted unless its balanced F1 or AUROC is lower by more than ``tolerance`` (0.005 = half a
+  percentage point).
+- One retrain at a time, across every worker and process: ``RetrainLock`` is an ``flock`` held
+  by the retraining process itself, so the kernel releases it if that process is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from utils.metrics import categories, evaluate
+from utils.model_store import (
+    CARD_FILE,
+    MODEL_FILE,
+    VERSIONS_DIR,
+    LoadedModel,
+    ModelLoadError,
+    archive_model,
+    load_model,
+    load_model_file,
+    save_model,
+)
+from utils.preprocessing import InputFormatError, ParsedRecords, read_records
+from utils.schema import FEATURE_NAMES, NORMAL_LABEL
+from utils.scoring import score_features
+from utils.thresholds import RULES, category_weights
+from utils.training import (
+    TrainingResult,
+    file_digest,
+    row_categories,
+    split_validation,
+    train,
+    validation_mask,
+)
+from utils.upload_registry import RetrainBusy, RetrainLock, Upload, UploadRegistry
+
+DEFAULT_TRAIN_FILE = "KDDTrain+.txt"
+DEFAULT_TOLERANCE = 0.005
+DEFAULT_MIN_CONFIDENCE = 0.5
+DEFAULT_MAX_UPLOAD_ROWS = 1_000_000
+LOCK_WAIT_SECONDS = 5.0
+
+ENV_TRAIN_FILE = "ANOMALYZE_RETRAIN_TRAIN_FILE"
+ENV_K = "ANOMALYZE_RETRAIN_K"
+ENV_TOLERANCE = "ANOMALYZE_RETRAIN_TOLERANCE"
+ENV_MAX_UPLOAD_ROWS = "ANOMALYZE_RETRAIN_MAX_UPLOAD_ROWS"
+
+_SCORE_CHUNK = 100_000
+_VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+
+Progress = Callable[[str], None]
+Trainer = Callable[..., TrainingResult]
+
+
+class RetrainError(RuntimeError):
+    """A run cannot go on; the message is safe to show in the status (no paths, no traces)."""
+
+
+class UnknownVersion(RetrainError):
+    """A rollback named a version that is not in ``versions/``."""
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+@dataclass
+class RetrainSettings:
+    """Where things are and how a run behaves; ``from_env`` reads the ANOMALYZE_RETRAIN_* vars.
+
+    ``n_clusters`` None keeps the current model's k values (tests pass small ones).
+    ``train_file`` None: ``<data_dir>/<file named in the current model card>``, else
+    ``<data_dir>/KDDTrain+.txt``.
+    """
+
+    model_dir: Path
+    data_dir: Path
+    train_file: Path | None = None
+    n_clusters: tuple[int, ...] | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    max_upload_rows: int = DEFAULT_MAX_UPLOAD_ROWS
+
+    @classmethod
+    def from_env(cls, model_dir: Path, data_dir: Path,
+                 environ: Mapping[str, str] | None = None) -> RetrainSettings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str:
+            return env.get(name, "").strip()
+
+        try:
+            return cls(
+                model_dir=Path(model_dir),
+                data_dir=Path(data_dir),
+                train_file=Path(get(ENV_TRAIN_FILE)) if get(ENV_TRAIN_FILE) else None,
+                n_clusters=parse_k(get(ENV_K)) if get(ENV_K) else None,
+                tolerance=float(get(ENV_TOLERANCE)) if get(ENV_TOLERANCE) else (
+                    DEFAULT_TOLERANCE),
+                max_upload_rows=int(get(ENV_MAX_UPLOAD_ROWS)) if get(ENV_MAX_UPLOAD_ROWS) else (
+                    DEFAULT_MAX_UPLOAD_ROWS),
+            )
+        except ValueError as exc:
+            raise ValueError(f"retrain settings from the environment: {exc}") from None
+
+
+def parse_k(text: str) -> tuple[int, ...]:
+    """"4,6,8" -> (4, 6, 8); every k a positive whole number."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"k values must be comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"k values must be positive, got {text!r}")
+    return values
+
+
+# --- choosing upload rows ------------------------------------------------------------------
+
+
+@dataclass
+class UploadSelection:
+    """Upload rows split by how far they are trusted (see the module docstring)."""
+
+    extra_normal: list[pd.DataFrame] = field(default_factory=list)
+    validation_features: list[pd.DataFrame] = field(default_factory=list)
+    validation_labels: list[pd.Series] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("files", "rows", "labeled_normal_fit", "confident_unlabeled_fit",
+         "unlabeled_refused", "validation_normal", "validation_attack"), 0))
+
+    def add(self, records: ParsedRecords, model: LoadedModel, *, validation_fraction: float,
+            random_state: int, min_confidence: float) -> None:
+        cats = row_categories(records)
+        normal = cats == "Normal"
+        unlabeled = cats == "Unlabeled"
+        attack = ~normal & ~unlabeled
+        held_normal = normal & split_validation(cats, validation_fraction, random_state)
+        validation = attack | held_normal
+        fit_normal = normal & ~held_normal
+        confident = np.zeros(len(records), dtype=bool)
+        if unlabeled.any():
+            rows = np.flatnonzero(unlabeled)
+            severity, confidence = _verdicts(model, records.features.iloc[rows])
+            confident[rows] = (severity == "Normal") & (confidence >= min_confidence)
+        self.extra_normal.append(records.features[fit_normal | confident])
+        if validation.any():
+            self.validation_features.append(records.features[validation])
+            self.validation_labels.append(records.labels[validation])
+        counts = self.counts
+        counts["files"] += 1
+        counts["rows"] += len(records)
+        counts["labeled_normal_fit"] += int(fit_normal.sum())
+        counts["confident_unlabeled_fit"] += int(confident.sum())
+        counts["unlabeled_refused"] += int(unlabeled.sum() - confident.sum())
+        counts["validation_normal"] += int(held_normal.sum())
+        counts["validation_attack"] += int(attack.sum())
+
+    def normal_rows(self, cap: int, random_state: int) -> pd.DataFrame:
+        """The trusted normal rows, at most ``cap`` of them (a fixed random sample)."""
+        parts = [part for part in self.extra_normal if len(part)]
+        if not parts:
+            return pd.DataFrame(columns=list(FEATURE_NAMES))
+        rows = pd.concat(parts, ignore_index=True)
+        if len(rows) > cap:
+            keep = np.sort(np.random.RandomState(random_state).choice(len(rows), cap,
+                                                                       replace=False))
+            rows = rows.iloc[keep].reset_index(drop=True)
+        return rows
+
+
+def _verdicts(model: LoadedModel, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    severity, confidence = [], []
+    for start in range(0, len(features), _SCORE_CHUNK):
+        scored = score_features(model, features.iloc[start:start + _SCORE_CHUNK])
+        severity.append(scored.severity)
+        confidence.append(scored.confidence)
+    return np.concatenate(severity), np.concatenate(confidence)
+
+
+# --- measuring and the gate ----------------------------------------------------------------
+
+
+def pipeline_scores(pipeline: Pipeline, features: pd.DataFrame) -> np.ndarray:
+    parts = [pipeline[-1].anomaly_score(pipeline[0].transform(features.iloc[i:i + _SCORE_CHUNK]))
+             for i in range(0, len(features), _SCORE_CHUNK)]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def balanced_f1(scores: np.ndarray, cats: np.ndarray, threshold: float) -> float:
+    """F1 with every attack category weighted alike (the default threshold rule's measure)."""
+    y = cats != "Normal"
+    weights = category_weights(cats)
+    flagged = scores > threshold
+    tp = weights[flagged & y].sum()
+    fp = weights[flagged & ~y].sum()
+    fn = weights[~flagged & y].sum()
+    denominator = 2 * tp + fp + fn
+    return float(2 * tp / denominator) if denominator else 0.0
+
+
+def measure(pipeline: Pipeline, features: pd.DataFrame, labels: pd.Series) -> dict[str, Any]:
+    """``utils.metrics.evaluate`` plus ``balanced_f1`` on labeled rows (unknown labels dropped)."""
+    known = labels.notna().to_numpy()
+    features, labels = features[known], labels[known]
+    scores = pipeline_scores(pipeline, features)
+    threshold = float(pipeline[-1].threshold_)
+    metrics = evaluate(labels, scores > threshold, scores)
+    metrics["balanced_f1"] = balanced_f1(scores, categories(labels), threshold)
+    metrics["threshold"] = threshold
+    return metrics
+
+
+def gate(before: dict, after: dict, tolerance: float = DEFAULT_TOLERANCE) -> tuple[bool, str]:
+    """(promote?, why): promote unless balanced F1 or AUROC drops by more than ``tolerance``."""
+    lines, worse = [], []
+    for name in ("balanced_f1", "auroc"):
+        old, new = before.get(name), after.get(name)
+        if old is None or new is None:
+            continue
+        lines.append(f"{name} {old:.4f} -> {new:.4f}")
+        if old - new > tolerance + 1e-12:
+            worse.append(name)
+    summary = ", ".join(lines) + f" (tolerance {tolerance:.4f})"
+    if worse:
+        return False, f"candidate worse on {' and '.join(worse)}: {summary}"
+    return True, f"candidate as good within the tolerance: {summary}"
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    outcome: str  # promoted / rejected / failed
+    reason: str
+    version: str | None = None
+    metrics_before: dict | None = None
+    metrics_after: dict | None = None
+
+
+def retrain_once(
+    settings: RetrainSettings,
+    registry: UploadRegistry,
+    *,
+    trigger: str = "cli",
+    progress: Progress = lambda message: None,
+    trainer: Trainer = train,
+) -> RunResult:
+    """One recorded run: candidate, gate, promotion. Call it while holding the RetrainLock.
+
+    Never raises for a failed run: the failure is recorded (``retrain_runs``) and returned,
+    and model, uploads and counter stay as they were.
+    """
+    started = time.perf_counter()
+    current: LoadedModel | None = None
+    with contextlib.suppress(ModelLoadError):
+        current = load_model(settings.model_dir)
+    run_id = registry.start_run(trigger=trigger,
+                                previous_version=current.version if current else None)
+    progress(f"run {run_id} started ({trigger})")
+    try:
+        result = _run(settings, registry, run_id, current, progress, trainer)
+    except Exception as exc:
+        reason = _failure_reason(exc)
+        progress(f"run {run_id} failed: {reason}")
+        if not isinstance(exc, RetrainError | InputFormatError | ModelLoadError):
+            traceback.print_exc()
+        registry.finish_run(run_id, "failed", reason)
+        return RunResult(run_id, "failed", reason)
+    progress(f"run {run_id} {result.outcome} in {time.perf_counter() - started:.1f} s: "
+             f"{result.reason}")
+    return result
+
+
+def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
+         current: LoadedModel | None, progress: Progress, trainer: Trainer) -> RunResult:
+    if current is None:
+        current = load_model(settings.model_dir)  # raises the ModelLoadError that says why
+    stamp = _model_stamp(settings.model_dir)
+    card = current.card
+    kind = card.get("input_kind", "kdd")
+    split = card.get("training_data", {})
+    fraction = float(split.get("validation_fraction") or 0.2)
+    seed = int(split.get("split_random_state", card.get("random_state", 0)))
+
+    new = registry.claim_pending(run_id, kind)
+    corpus = registry.uploads(status="archived", input_kind=kind) + new
+    progress(f"{len(new)} new and {len(corpus) - len(new)} earlier {kind} uploads")
+    base_path = _train_file(settings, card)
+    progress(f"reading the training data {base_path.name}")
+    content = base_path.read_bytes()
+    base_sha = file_digest(content)
+    base = read_records(content)
+    del content
+    if base.input_kind != kind:
+        raise RetrainError(f"the training data {base_path.name} is {base.input_kind} input but "
+                           f"the current model is {kind}; pass a {kind} training file")
+    selection = UploadSelection()
+    for upload in corpus:
+        records = _read_upload(registry, upload)
+        selection.add(records, current, validation_fraction=fraction, random_state=seed,
+                      min_confidence=settings.min_confidence)
+    extra = selection.normal_rows(settings.max_upload_rows, seed)
+    progress(f"upload rows: {selection.counts}")
+
+    n_clusters = settings.n_clusters or tuple(card.get("k_values") or ())
+    if not n_clusters:
+        raise RetrainError("the current model card names no k values; pass --k")
+    rule = card.get("threshold_rule")
+    source = {"file": base_path.name, "sha256": base_sha, "uploads": {
+        "files": len(corpus), "sha256": [u.sha256 for u in corpus],
+        "normal_rows": len(extra), **selection.counts}}
+    candidate = trainer(
+        base, n_clusters=n_clusters, random_state=seed, validation_fraction=fraction,
+        threshold_rule=rule if rule in RULES else "balanced-f1",
+        target_fpr=card.get("target_fpr"), source=source, extra_normal=extra,
+        progress=progress)
+    if _same_model(candidate.card, card):
+        reason = ("the candidate equals the current model (same centroids and threshold): "
+                  "nothing new to learn")
+        registry.finish_run(run_id, "rejected", reason)
+        return RunResult(run_id, "rejected", reason)
+
+    features, labels = _validation_set(base, card, base_sha, fraction, seed, selection)
+    known = labels.dropna().astype(str)
+    if not ((known == NORMAL_LABEL).any() and (known != NORMAL_LABEL).any()):
+        reason = ("no labeled validation rows with both normal and attack traffic: the candidate "
+                  "cannot be shown to be no worse")
+        registry.finish_run(run_id, "rejected", reason)
+        return RunResult(run_id, "rejected", reason)
+    progress(f"comparing both models on {len(features):,} validation rows")
+    before = measure(current.pipeline, features, labels)
+    after = measure(candidate.pipeline, features, labels)
+    promote, reason = gate(before, after, settings.tolerance)
+    version = str(candidate.card["model_version"])
+    if not promote:
+        registry.finish_run(run_id, "rejected", reason, metrics_before=before,
+                            metrics_after=after, version=version)
+        return RunResult(run_id, "rejected", reason, version, before, after)
+
+    if _model_stamp(settings.model_dir) != stamp:
+        raise RetrainError("the current model was replaced during the run; not promoting")
+    candidate.card["retraining"] = {
+        "run_id": run_id, "previous_version": current.version, "tolerance": settings.tolerance,
+        "gate_validation_rows": len(features),
+        "balanced_f1_before": before["balanced_f1"], "balanced_f1_after": after["balanced_f1"],
+        "auroc_before": before["auroc"], "auroc_after": after["auroc"]}
+    registry.set_run_version(run_id, version)
+    progress(f"promoting {version} (keeping {current.version} in {VERSIONS_DIR}/)")
+    archive_model(current.pipeline, current.card, settings.model_dir)
+    save_model(candidate.pipeline, candidate.card, settings.model_dir, archive=True)
+    registry.finish_run(run_id, "promoted", reason, metrics_before=before, metrics_after=after,
+                        version=version)
+    return RunResult(run_id, "promoted", reason, version, before, after)
+
+
+def _validation_set(base: ParsedRecords, card: dict, base_sha: str, fraction: float, seed: int,
+                    selection: UploadSelection) -> tuple[pd.DataFrame, pd.Series]:
+    """Training-file rows neither model fitted on, plus the held-out labeled upload rows."""
+    features, labels = [], []
+    if base.labels is not None:
+        mask = split_validation(row_categories(base), fraction, seed)
+        mask &= validation_mask(base, card, base_sha)
+        features.append(base.features[mask])
+        labels.append(base.labels[mask])
+    features += selection.validation_features
+    labels += selection.validation_labels
+    if not features:
+        return pd.DataFrame(columns=list(FEATURE_NAMES)), pd.Series([], dtype=object)
+    return (pd.concat(features, ignore_index=True),
+            pd.concat(labels, ignore_index=True).astype(object))
+
+
+def _same_model(candidate: dict, current: dict) -> bool:
+    """Versions end in a digest of the centroids (utils.training.train)."""
+    return (str(candidate["model_version"]).rsplit("-", 1)[-1]
+            == str(current.get("model_version", "")).rsplit("-", 1)[-1]
+            and candidate["threshold"] == current.get("threshold"))
+
+
+def _train_file(settings: RetrainSettings, card: dict) -> Path:
+    if settings.train_file is not None:
+        path = settings.train_file
+    else:
+        named = Path(str(card.get("training_data", {}).get("file") or DEFAULT_TRAIN_FILE)).name
+        path = settings.data_dir / named
+        if not path.is_file():
+            path = settings.data_dir / DEFAULT_TRAIN_FILE
+    if not path.exists() or path.is_dir():  # (a named pipe is fine: tests block on one)
+        raise RetrainError(f"the training data {path.name} is missing from the data folder "
+                           "(run `make data`, or pass --train)")
+    return path
+
+
+def _read_upload(registry: UploadRegistry, upload: Upload) -> ParsedRecords:
+    path = registry.path_of(upload)
+    if not path.is_file():
+        registry.reconcile_files()
+    try:
+        return read_records(path)
+    except FileNotFoundError:
+        raise RetrainError(f"upload {upload.id} ({upload.sha256[:16]}) has no file") from None
+    except InputFormatError as exc:
+        raise RetrainError(f"upload {upload.id} ({upload.sha256[:16]}) no longer parses: "
+                           f"{exc}") from None
+
+
+def _model_stamp(model_dir: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(Path(model_dir) / MODEL_FILE)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, RetrainError | InputFormatError | ModelLoadError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, ValueError):  # our own validation messages (e.g. too few rows for k)
+        return f"invalid training setup: {exc}"
+    return f"unexpected error ({type(exc).__name__}); see the retrain log"
+
+
+# --- the queue of requests -----------------------------------------------------------------
+
+
+def close_interrupted_runs(settings: RetrainSettings, registry: UploadRegistry) -> int:
+    """Close runs whose process died (call with the lock held); returns how many.
+
+    A run killed after its candidate became the current model is recorded as promoted (its
+    uploads archived); any other is failed, and its uploads stay pending for the next run.
+    """
+    runs = registry.interrupted_runs()
+    if not runs:
+        return 0
+    current_version = None
+    with contextlib.suppress(ModelLoadError):
+        current_version = load_model(settings.model_dir).version
+    for run in runs:
+        if run["version"] and run["version"] == current_version:
+            registry.finish_run(run["id"], "promoted",
+                                "the process ended after promoting; completed by the next run")
+        else:
+            registry.finish_run(run["id"], "failed",
+                                f"interrupted: the retrain process (pid {run['pid']}) ended "
+                                "before finishing")
+    registry.reconcile_files()
+    return len(runs)
+
+
+def run_queued(
+    settings: RetrainSettings,
+    registry: UploadRegistry,
+    *,
+    force: bool = False,
+    trigger: str = "cli",
+    progress: Progress = lambda message: None,
+    trainer: Trainer = train,
+    lock: RetrainLock | None = None,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+) -> list[RunResult] | None:
+    """Run one retrain per queued request (``force``: at least one); None if another process
+    holds the lock (it will serve the queued requests).
+
+    After letting go of the lock it looks at the queue once more: a request queued while a
+    process that had just failed to take the lock was giving up would otherwise wait for the
+    next trigger. ``lock``: the caller's RetrainLock, possibly already held.
+    """
+    lock = lock or RetrainLock(settings.data_dir)
+    if not lock.acquire(wait=lock_wait):
+        progress("another retrain holds the lock; it will serve the queued requests")
+        return None
+    results: list[RunResult] = []
+    while True:
+        try:
+            closed = close_interrupted_runs(settings, registry)
+            if closed:
+                progress(f"closed {closed} interrupted run(s)")
+            while registry.take_request() or force:
+                force = False
+                results.append(retrain_once(settings, registry, trigger=trigger,
+                                            progress=progress, trainer=trainer))
+                trigger = "queued"
+        finally:
+            lock.release()
+        if registry.state()["requests"] == 0 or not lock.acquire(wait=lock_wait):
+            return results
+
+
+# --- versions and rollback -----------------------------------------------------------------
+
+
+def list_versions(model_dir: Path | str) -> list[dict[str, str]]:
+    """Archived versions (``versions/<version>/``), oldest first by their creation time."""
+    found = []
+    folder = Path(model_dir) / VERSIONS_DIR
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(".") or not (entry / MODEL_FILE).is_file():
+                continue
+            created = ""
+            with contextlib.suppress(OSError, ValueError):
+                created = json.loads((entry / CARD_FILE).read_text()).get(
+                    "created_at", "")
+            found.append({"version": entry.name, "created_at": created})
+    return sorted(found, key=lambda v: (v["created_at"], v["version"]))
+
+
+def rollback(model_dir: Path | str, data_dir: Path | str, version: str | None = None,
+             *, lock_wait: float = 2.0) -> tuple[str | None, str]:
+    """Make an archived version current again; returns (previous version, new version).
+
+    Default target: the version the current model replaced (its card's
+    ``retraining.previous_version``), else the newest archived version created before it. The
+    current model is archived first, so a rollback can itself be undone. Holds the retrain
+    lock, so it never races a promotion (RetrainBusy while a retrain runs).
+    """
+    model_dir = Path(model_dir)
+    lock = RetrainLock(data_dir)
+    if not lock.acquire(wait=lock_wait):
+        raise RetrainBusy("a retrain is in progress; roll back when it has finished")
+    try:
+        current: LoadedModel | None = None
+        with contextlib.suppress(ModelLoadError):
+            current = load_model(model_dir)
+        versions = list_versions(model_dir)
+        names = {v["version"] for v in versions}
+        if version is not None:
+            if not _VERSION_NAME.fullmatch(version) or version not in names:
+                raise UnknownVersion(f"no archived model version {version!r}")
+            target = version
+        else:
+            target = _previous_version(current, versions)
+        if current is not None and target == current.version:
+            raise RetrainError(f"{target} is already the current model")
+        chosen = load_model_file(model_dir / VERSIONS_DIR / target / MODEL_FILE)
+        if current is not None:
+            archive_model(current.pipeline, current.card, model_dir)
+        save_model(chosen.pipeline, chosen.card, model_dir)
+        return (current.version if current else None), chosen.version
+    finally:
+        lock.release()
+
+
+def _previous_version(current: LoadedModel | None, versions: list[dict[str, str]]) -> str:
+    names = [v["version"] for v in versions]
+    if current is None:
+        if not names:
+            raise RetrainError("no archived model version to roll back to")
+        return names[-1]
+    replaced = current.card.get("retraining", {}).get("previous_version")
+    if replaced in names and replaced != current.version:
+        return replaced
+    older = [v["version"] for v in versions if v["version"] != current.version
+             and v["created_at"] <= current.card.get("created_at", "")]
+    if not older:
+        raise RetrainError("no earlier model version to roll back to")
+    return older[-1]
