@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 NSLKDD_SEED ?= $(wildcard ../shared/data/nsl-kdd)
 PYTEST_ARGS ?=
 
-.PHONY: help venv data train run test lint bench clean
+.PHONY: help venv data train retrain run test lint bench clean
 
 help:
 	@echo "make run    start the ML API and the web frontend (committed model; no data needed)"
 	@echo "make test   lint and run every test (sets up the venv and the data set first)"
 	@echo "make data   fetch NSL-KDD into \$$ANOMALYZE_DATA_DIR (default data/), checksums verified"
 	@echo "make train  train the default model on data/KDDTrain+.txt into models/"
+	@echo "make retrain  retrain now on KDDTrain+ plus kept uploads; promoted only if not worse"
 	@echo "make bench  run the benchmarks and write benchmarks/results/"
 
 $(STAMP): requirements.txt requirements-dev.txt api/requirements.txt
@@ -30,6 +31,9 @@ data: venv
 
 train: data
 	$(PY) train_model.py
+
+retrain: data
+	$(PY) retrain_model.py --force
 
 run: venv
 	$(PY) scripts/run_local.py
