@@ -1,0 +1,1 @@
+"""Benchmarks and the evaluation report: `python -m benchmarks.run_all` (make bench)."""
