@@ -11,6 +11,8 @@ from typing import Any
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from utils.json_errors import JsonError
+
 MAX_PROBLEMS = 20
 
 # Shown when the API's error body carries no usable message.
@@ -22,20 +24,8 @@ GENERIC_MESSAGES: dict[int, str] = {
 }
 
 
-class FrontendError(Exception):
+class FrontendError(JsonError):
     """A failure with the HTTP status and readable message the page should get."""
-
-    def __init__(self, status: int, error_type: str, message: str,
-                 problems: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.problems = problems or []
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"success": False, "error": self.message, "error_type": self.error_type,
-                "problems": self.problems}
 
 
 def from_api_response(status: int, payload: Any) -> FrontendError:

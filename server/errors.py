@@ -8,11 +8,11 @@ never into a response (it could leak paths or data).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from utils.json_errors import JsonError
 from utils.preprocessing import InputFormatError
 
 log = logging.getLogger("anomalyze.server")
@@ -29,25 +29,8 @@ HTTP_ERROR_TYPES: dict[int, str] = {
 }
 
 
-class ApiError(Exception):
+class ApiError(JsonError):
     """A failure with the status, machine-readable type and message the client should get."""
-
-    def __init__(
-        self,
-        status: int,
-        error_type: str,
-        message: str,
-        problems: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.problems = problems or []
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"success": False, "error": self.message, "error_type": self.error_type,
-                "problems": self.problems}
 
 
 def too_large(max_upload_mb: float) -> ApiError:
