@@ -9,8 +9,8 @@ temp ANOMALYZE_DATA_DIR), then measures POST /api/predict with KDDTest+ (22,544 
   time and the peak RSS of the gunicorn workers.
 Prints a table and writes the figures as JSON to ``--out``.
 
-    .venv/bin/python benchmarks/bench_http.py --out benchmarks/results/http.json
-    .venv/bin/python benchmarks/bench_http.py --large-rows 500000 --out /tmp/large.json
+    .venv/bin/python -m benchmarks.bench_http --out benchmarks/results/http.json
+    .venv/bin/python -m benchmarks.bench_http --large-rows 500000 --out /tmp/large.json
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +33,8 @@ from pathlib import Path
 
 import requests
 
+from utils.local_server import ServerProcess, ServerStartError, gunicorn_command
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 TIMEOUT = (5, 300)  # connect, read (seconds)
@@ -45,48 +44,20 @@ def nslkdd_dir() -> Path:
     return Path(os.environ.get("ANOMALYZE_NSLKDD_DIR") or REPO_ROOT / "data")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def gunicorn(workers: int, threads: int, data_dir: Path, log_path: Path) -> Iterator[tuple]:
     """A running server: yields (base URL, master Popen); SIGTERM on exit."""
-    port = free_port()
-    env = {**os.environ, "ANOMALYZE_DATA_DIR": str(data_dir), "WEB_CONCURRENCY": str(workers),
+    env = {"ANOMALYZE_DATA_DIR": str(data_dir), "WEB_CONCURRENCY": str(workers),
            "GUNICORN_THREADS": str(threads)}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "api_server:app", "-c", "gunicorn.conf.py",
-             "-b", f"{HOST}:{port}"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://{HOST}:{port}"
+    server = ServerProcess(gunicorn_command(), log_path=log_path, env=env, start_timeout=90)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"gunicorn exited ({process.returncode}); see {log_path}")
-            try:
-                status = requests.get(f"{url}/health", timeout=2).status_code
-            except requests.ConnectionError:
-                status = None
-            if status == 200:
-                break
-            if status == 503:
-                raise SystemExit(f"the API has no model (GET /health is 503); see {log_path}")
-            if time.monotonic() > deadline:
-                raise SystemExit("gunicorn did not answer within 90 s")
-            time.sleep(0.2)
-        yield url, process
+        server.start()
+    except ServerStartError as exc:
+        raise SystemExit(f"gunicorn did not start (is there a model in models/?): {exc}") from None
+    try:
+        yield server.url, server.process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 def worker_pids(master: int) -> list[int]:

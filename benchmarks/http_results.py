@@ -22,7 +22,8 @@ def run_http(progress: Callable[[str], None] = print, script: Path = BENCH_HTTP)
     with tempfile.TemporaryDirectory(prefix="anomalyze-http-") as tmp:
         out = Path(tmp) / "http.json"
         try:
-            done = subprocess.run([sys.executable, str(script), "--out", str(out)],
+            module = ".".join(script.relative_to(REPO_ROOT).with_suffix("").parts)
+            done = subprocess.run([sys.executable, "-m", module, "--out", str(out)],
                                   cwd=REPO_ROOT, capture_output=True, text=True,
                                   timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:

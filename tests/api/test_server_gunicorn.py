@@ -5,30 +5,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from apitest_helpers import REPO_ROOT, synthetic_kdd
+from apitest_helpers import synthetic_kdd
 
+from utils.local_server import ServerProcess, ServerStartError, gunicorn_command
 from utils.model_store import MODEL_FILE, load_model
 
 pytestmark = pytest.mark.e2e
 
 START_TIMEOUT = 60.0
 TIMEOUT = (5, 60)  # connect, read (seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -63,41 +56,20 @@ def server(model_dir, tmp_path_factory) -> Iterator[Server]:
     served_model = root / "model"
     shutil.copytree(model_dir, served_model)
     data_dir = root / "data"
-    port = free_port()
-    env = {**os.environ, "ANOMALYZE_MODEL_DIR": str(served_model),
+    env = {"ANOMALYZE_MODEL_DIR": str(served_model),
            "ANOMALYZE_DATA_DIR": str(data_dir), "ANOMALYZE_MAX_UPLOAD_MB": "1",
            "ANOMALYZE_MODEL_CHECK_INTERVAL": "0.2", "WEB_CONCURRENCY": "2",
-           "GUNICORN_THREADS": "2", "PORT": str(port)}
-    env.pop("FLASK_DEBUG", None)
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "api_server:app", "-c", "gunicorn.conf.py",
-             "-b", f"127.0.0.1:{port}"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+           "GUNICORN_THREADS": "2"}
+    process = ServerProcess(gunicorn_command(), log_path=root / "server.log", env=env,
+                            start_timeout=START_TIMEOUT)
     try:
-        end = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {process.returncode}:\n"
-                            f"{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > end:
-                pytest.fail(f"gunicorn did not answer within {START_TIMEOUT} s")
-            time.sleep(0.2)
-        yield Server(url, process, log_path, served_model, data_dir)
+        process.start()
+    except ServerStartError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield Server(process.url, process.process, process.log_path, served_model, data_dir)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.stop()
 
 
 def test_health_and_model_info_answer_under_gunicorn(server, model_dir):

@@ -6,11 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from utils.local_server import ServerProcess, ServerStartError, free_port, gunicorn_command
 
 pytestmark = pytest.mark.e2e
 
@@ -41,55 +39,25 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
-def server(name: str, args: list[str], env: dict[str, str], health_url: str,
-           log_dir: Path, want_ok: bool) -> Iterator[subprocess.Popen]:
-    """A gunicorn child that answers `health_url`; its log is shown if it fails to start."""
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+def server(name: str, args: list[str], env: dict[str, str], log_dir: Path
+           ) -> Iterator[ServerProcess]:
+    """A gunicorn child that answers /health; its log is shown if it fails to start."""
+    process = ServerProcess(args, log_path=log_dir / f"{name}.log", env=env,
+                            start_timeout=START_TIMEOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        status = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                status = requests.get(health_url, timeout=5).status_code
-            except requests.RequestException:
-                status = None
-            if status == 200 or (status is not None and not want_ok):
-                break
-            time.sleep(0.5)
-        if status != 200:
-            log_tail = log_path.read_text(errors="replace")[-3000:]
-            if process.poll() is not None:
-                pytest.fail(f"{name} exited with code {process.returncode}:\n{log_tail}")
-            unavailable(f"{name} did not become healthy at {health_url} "
-                        f"(last status {status}):\n{log_tail}")
+        process.start()
+    except ServerStartError as exc:
+        pytest.fail(f"{name}: {exc}")
+    try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def gunicorn(app: str, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", app, *extra, "-b", f"127.0.0.1:{port}",
-            "--no-control-socket"]
+        process.stop()
 
 
 def frontend_args(port: int) -> list[str]:
-    return gunicorn("api.index:app", port, "--workers", "1", "--threads", "4",
-                    "--timeout", "300")
+    return gunicorn_command("api.index:app", port, config=None,
+                            extra=("--workers", "1", "--threads", "4", "--timeout", "300"))
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -130,8 +98,7 @@ def api_url(chromium, work_dir) -> Iterator[str]:
     env = {**os.environ, "ANOMALYZE_DATA_DIR": str(data_dir),
            "ANOMALYZE_MODEL_DIR": str(model_dir)}
     url = f"http://127.0.0.1:{port}"
-    args = gunicorn("api_server:app", port, "-c", "gunicorn.conf.py")
-    with server("ml-api", args, env, f"{url}/health", work_dir, want_ok=True):
+    with server("ml-api", gunicorn_command("api_server:app", port), env, work_dir):
         yield url
 
 
@@ -141,8 +108,7 @@ def frontend_url(api_url, work_dir) -> Iterator[str]:
     env = {**os.environ, "ANOMALYZE_API_URL": api_url,
            "ANOMALYZE_TABLE_LIMIT": str(TABLE_LIMIT)}
     url = f"http://127.0.0.1:{port}"
-    with server("frontend", frontend_args(port), env, f"{url}/health",
-                work_dir, want_ok=True):
+    with server("frontend", frontend_args(port), env, work_dir):
         yield url
 
 
@@ -154,8 +120,7 @@ def offline_frontend_url(chromium, work_dir) -> Iterator[str]:
            "ANOMALYZE_API_WAKE_TIMEOUT": "8", "ANOMALYZE_API_BACKOFF_INITIAL": "0.5",
            "ANOMALYZE_MAX_UPLOAD_MB": "1"}
     url = f"http://127.0.0.1:{port}"
-    with server("offline-frontend", frontend_args(port), env, f"{url}/health",
-                work_dir, want_ok=True):
+    with server("offline-frontend", frontend_args(port), env, work_dir):
         yield url
 
 

@@ -8,18 +8,11 @@ folder uses.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import requests
-
+from utils.local_server import ServerProcess, gunicorn_command
 from utils.model_store import save_model
 from utils.preprocessing import read_records
 from utils.training import file_digest, train
@@ -94,41 +87,12 @@ def zeek_upload(n: int = 30) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-class Gunicorn:
+class Gunicorn(ServerProcess):
     """The real service (gunicorn.conf.py) on 127.0.0.1 with the given environment."""
 
     def __init__(self, root: Path, env: dict[str, str], start_timeout: float = 60.0) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = root / "gunicorn.log"
-        full_env = {**os.environ, **env, "PORT": str(port)}
-        full_env.pop("FLASK_DEBUG", None)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "api_server:app", "-c", "gunicorn.conf.py",
-                 "-b", f"127.0.0.1:{port}"],
-                cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        end = time.monotonic() + start_timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n"
-                                   f"{self.log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > end:
-                self.stop()
-                raise RuntimeError(f"gunicorn did not answer within {start_timeout} s")
-            time.sleep(0.2)
+        super().__init__(gunicorn_command(), log_path=root / "gunicorn.log", env=env,
+                         start_timeout=start_timeout)
+        self.start()
 
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+
