@@ -337,6 +337,10 @@ def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[bytes]:
     for block in blocks:
         while block:
             count = block.count(b"\n")
+            if count and line_bytes + block.find(b"\n") > _MAX_LINE_BYTES:
+                # a line begun in earlier blocks, ending in this one
+                message = f"longer than {_MAX_LINE_BYTES >> 20} MB"
+                raise InputFormatError("invalid_format", message, line=done + lines + 1)
             if lines + count < max_lines:
                 parts.append(block)
                 lines += count
@@ -551,6 +555,8 @@ class _KddReader:
             if self.layout.header_line is not None:
                 start, first_line = end + 1, first_line + 1
             chunk = chunk[start:]
+        if not chunk.strip(_WS_BYTES):
+            return None  # blank lines only: no need to read them one by one
         records = _parse_fast(chunk, self.layout, self.rows)
         if records is None:
             records = _parse_slow(chunk, self.layout, first_line, self.rows)
@@ -566,14 +572,12 @@ class _KddReader:
 
 
 def _skip_blank_lines(chunk: bytes, line: int) -> tuple[int | None, int]:
-    start = 0
-    while start < len(chunk):
-        end = chunk.find(b"\n", start)
-        end = len(chunk) if end < 0 else end
-        if chunk[start:end].strip(_WS_BYTES):
-            return start, line
-        start, line = end + 1, line + 1
-    return None, line
+    """Offset and line number of the first non-blank line (None if there is none)."""
+    rest = chunk.lstrip(_WS_BYTES)  # at C speed: a million blank lines must not take seconds
+    if not rest:
+        return None, line + chunk.count(b"\n")
+    start = chunk.rfind(b"\n", 0, len(chunk) - len(rest)) + 1
+    return start, line + chunk.count(b"\n", 0, start)
 
 
 def _parse_fast(chunk: bytes, layout: _Layout, row_offset: int) -> ParsedRecords | None:
