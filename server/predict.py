@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Mapping
 
@@ -15,8 +17,11 @@ from server.json_records import parse_json_records
 from server.model_holder import ModelUnavailable, get_holder
 from server.request_log import note_request
 from server.responses import csv_rows, prediction
-from server.uploads import get_sink
+from server.uploads import Received, UploadSink, get_sink
 from utils.model_store import LoadedModel
+from utils.upload_registry import RegistryBusyError
+
+log = logging.getLogger("anomalyze.server")
 
 bp = Blueprint("predict", __name__)
 
@@ -40,8 +45,7 @@ def predict() -> Response:
     received = sink.receive(upload)
     try:
         analysis = analyse_file(model, received.path, 0 if as_csv else limit)
-        kept = sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
-                             input_kind=analysis.input_kind)
+        kept = keep_upload(sink, received, analysis)
     finally:
         sink.discard(received)
     note_request(rows=len(analysis))
@@ -78,6 +82,17 @@ def predict_json() -> Response:
         return csv_response(model, analysis)
     return json_response(model, prediction(
         model, analysis, processing_time=time.perf_counter() - started))
+
+
+def keep_upload(sink: UploadSink, received: Received, analysis: Analysis) -> dict[str, bool]:
+    """Register the analysed upload. Failing to keep it (disk full, registry locked too long)
+    must not cost the client its analysis: it is logged and answered with ``stored: false``."""
+    try:
+        return sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
+                             input_kind=analysis.input_kind)
+    except (OSError, sqlite3.Error, RegistryBusyError) as exc:
+        log.error("upload %s not kept: %s: %s", received.sha256[:16], type(exc).__name__, exc)
+        return {"duplicate": False, "stored": False}
 
 
 def parse_limit(args: Mapping[str, str]) -> int:
