@@ -41,8 +41,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     model_holder.init_app(app)
     if app.config["CORS_ORIGINS"]:
         # Without this, browsers only let pages from the API's own origin read its answers.
+        # always_send=False: Access-Control-Allow-Origin only in answer to a matching Origin
+        # (by default flask-cors names a configured origin even when no Origin was sent).
         CORS(app, origins=list(app.config["CORS_ORIGINS"]),
-             expose_headers=[MODEL_VERSION_HEADER])
+             expose_headers=[MODEL_VERSION_HEADER], always_send=False)
     app.register_blueprint(info_bp)
     app.register_blueprint(predict_bp)
     retrain.init_app(app)  # after uploads: it hooks the upload sink to the retrain launcher
