@@ -43,10 +43,12 @@ def gunicorn_command(app: str = "api_server:app", port: int | None = None, *,
 
 
 class ServerProcess:
-    """A server started from ``args`` whose ``/health`` must answer 200 before use."""
+    """A server started from ``args``, ready once ``/health`` answers ``ready_status``
+    (200; a test of a server without a usable model waits for 503)."""
 
     def __init__(self, args: list[str], *, log_path: Path, env: dict[str, str] | None = None,
-                 start_timeout: float = 60.0, health_path: str = "/health") -> None:
+                 start_timeout: float = 60.0, health_path: str = "/health",
+                 ready_status: int = 200) -> None:
         bind = args[args.index("-b") + 1]
         self.url = f"http://{bind}"
         self.args = args
@@ -55,6 +57,7 @@ class ServerProcess:
         self.env.pop("FLASK_DEBUG", None)
         self.start_timeout = start_timeout
         self.health_path = health_path
+        self.ready_status = ready_status
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ServerProcess:
@@ -67,7 +70,8 @@ class ServerProcess:
                 raise ServerStartError(f"{self.args[3]} exited with {self.process.returncode}:"
                                        f"\n{self.log_tail()}")
             try:
-                if requests.get(self.url + self.health_path, timeout=2).status_code == 200:
+                status = requests.get(self.url + self.health_path, timeout=2).status_code
+                if status == self.ready_status:
                     return self
             except requests.ConnectionError:
                 pass
