@@ -78,9 +78,10 @@ def _machine_section(results: dict) -> list[str]:
         f"start, {' / '.join(f'{v:.2f}' for v in load_end)} at the end.",
     ]
     if max(load_start[0], load_end[0]) > BUSY_LOAD or results.get("shared_machine"):
-        lines.append("- **Timings were taken on a shared machine**: other jobs were running "
-                     "at the same time, so every speed here is noisy and on the low side. "
-                     "Quality figures do not depend on load.")
+        lines.append(f"- **The machine was busy**: the load average passed {BUSY_LOAD:g} "
+                     "during the run (the HTTP section's own clients count, and so does any "
+                     "other job), so speeds may be on the low side. Quality figures do not "
+                     "depend on load.")
     for note in results.get("notes", []):
         lines.append(f"- {note}")
     return [*lines, ""]
@@ -258,8 +259,9 @@ def _throughput_section(throughput: dict, quality: dict | None, plots: dict) -> 
     lines = [
         "## 3. Throughput (in-process)", "",
         "End to end in one process: the file's bytes in memory -> "
-        "`utils.preprocessing.read_records` -> `utils.scoring.score_records` (features, "
-        "scores, votes, confidence, severity) with the committed model in models/. Inputs "
+        "`utils.scoring.iter_scored_chunks` (parsing, features, scores, votes, confidence, "
+        "severity, 100,000 rows at a time: the path the API runs for every upload) with the "
+        "committed model in models/. Inputs "
         "above 22,544 rows repeat KDDTest+ rows (built in memory). Each size runs in its own "
         "subprocess; the time is the best of the runs listed; peak RSS is that process's "
         "peak resident memory while scoring (model and input included).", "",
