@@ -10,6 +10,16 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def require_file(path: Path, hint: str) -> Path:
+    """``path`` if it exists; otherwise skip the test locally, fail it in CI (env CI set)."""
+    if not path.is_file():
+        message = f"{path} is missing: {hint}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def nslkdd_path(name: str) -> Path:
     """An NSL-KDD file from ANOMALYZE_NSLKDD_DIR (default: the repo's data/ folder).
 
@@ -17,13 +27,8 @@ def nslkdd_path(name: str) -> Path:
     variable here. Missing files skip the test locally but fail it in CI (CI seeds data/).
     """
     folder = Path(os.environ.get("ANOMALYZE_NSLKDD_DIR", REPO_ROOT / "data"))
-    path = folder / name
-    if not path.is_file():
-        message = f"{path} is missing: run `make data` (CI seeds it from ../shared/data/nsl-kdd)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_file(folder / name,
+                        "run `make data` (CI seeds it from ../shared/data/nsl-kdd)")
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from robust_helpers import (
 )
 
 from utils.preprocessing import DEFAULT_MAX_DECOMPRESSED_BYTES
+from utils.schema import FEATURE_NAMES
 
 STORED_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{16}\.(txt|csv|log|tsv|json|gz)$")
 MB = 1 << 20
@@ -60,17 +61,7 @@ def summary_of(response) -> dict:
 
 # --- refused with a 400 naming the line ------------------------------------------------------
 
-HEADER = ",".join(
-    ["duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land",
-     "wrong_fragment", "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised",
-     "root_shell", "su_attempted", "num_root", "num_file_creations", "num_shells",
-     "num_access_files", "num_outbound_cmds", "is_host_login", "is_guest_login", "count",
-     "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
-     "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate", "dst_host_count",
-     "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
-     "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
-     "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate", "label",
-     "difficulty"])
+HEADER = ",".join([*FEATURE_NAMES, "label", "difficulty"])
 
 
 def field_count_cases():

@@ -2,7 +2,6 @@
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,20 +9,14 @@ from pathlib import Path
 import pytest
 
 from server import create_app
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, require_file
 
 ZEEK_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "zeek"
 IDENTITY = ("uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")
 
 
 def sample(name: str) -> Path:
-    path = ZEEK_SAMPLES / name
-    if not path.is_file():
-        message = f"{path} is missing (../shared/data/zeek beside the repository)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_file(ZEEK_SAMPLES / name, "../shared/data/zeek beside the repository")
 
 
 @pytest.fixture(scope="module")
