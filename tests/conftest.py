@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def poll(condition: Callable[[], T], what: str, deadline: float = 30.0,
+         interval: float = 0.1) -> T:
+    """The first truthy value of ``condition()``, tried until ``deadline`` seconds pass.
+
+    Tests of background work (retrains, reloads) wait with this instead of sleeping a fixed
+    time: bounded, and as fast as the machine allows.
+    """
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {what}")
 
 
 def require_file(path: Path, hint: str) -> Path:

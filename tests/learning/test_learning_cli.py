@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from learning_helpers import REPO_ROOT, SMALL_K_TEXT, kdd_bytes, register
 
+from tests.conftest import poll
 from utils.model_store import MODEL_FILE
 from utils.upload_registry import RetrainLock
 
@@ -31,16 +31,6 @@ def run_cli(setup, *args: str, train=None) -> subprocess.CompletedProcess:
 def register_batches(setup, lines, n: int) -> None:
     for i in range(n):
         register(setup.registry, kdd_bytes(lines[i * 100:(i + 1) * 100]), f"u{i}.txt")
-
-
-def poll(condition, what: str):
-    end = time.monotonic() + WAIT
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def test_force_retrains_and_reports_progress(setup, fresh_lines):
@@ -98,9 +88,9 @@ def test_a_killed_run_loses_nothing_and_the_next_run_retries(setup, fresh_lines,
     process = subprocess.Popen(cli(setup, train=fifo), cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        run = poll(lambda: setup.registry.running_run(), "the run to start")
+        run = poll(lambda: setup.registry.running_run(), "the run to start", WAIT)
         poll(lambda: all(u.run_id == run["id"] for u in setup.registry.uploads()),
-             "the run to claim the uploads")
+             "the run to claim the uploads", WAIT)
         process.send_signal(signal.SIGKILL)
         process.wait(WAIT)
     finally:

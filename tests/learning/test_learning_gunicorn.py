@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import requests
 from learning_helpers import SMALL_K_TEXT, Gunicorn, copy_model, kdd_bytes
 
+from tests.conftest import poll
 from utils.model_store import load_model
 from utils.upload_registry import UploadRegistry, pid_alive
 
@@ -26,14 +26,10 @@ TIMEOUT = (5, 60)  # connect, read (seconds)
 WAIT = 120.0  # bound of every poll: retrains are a few seconds each
 
 
-def poll(condition, what: str, deadline: float = WAIT):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
+def wait_for(condition, what: str, deadline: float = WAIT):
+    return poll(condition, what, deadline, interval=0.1)
+
+
 
 
 def start(root: Path, model: Path, train_file: Path) -> tuple[Gunicorn, UploadRegistry, Path]:
@@ -99,7 +95,7 @@ def test_twenty_concurrent_uploads_give_exactly_two_retrains_and_all_workers_swi
         assert sum(s["duplicate"] for s in summaries) == 20
         assert len(registry.uploads()) == 20
 
-        runs = poll(lambda: len(finished_runs(registry)) >= 2 and not registry.state()[
+        runs = wait_for(lambda: len(finished_runs(registry)) >= 2 and not registry.state()[
             "requests"] and registry.running_run() is None and finished_runs(registry),
             "two retrains to finish")
         assert len(runs) == 2
@@ -120,7 +116,7 @@ def test_twenty_concurrent_uploads_give_exactly_two_retrains_and_all_workers_swi
         newest = load_model(model_dir).version
         assert newest != first_version
         assert newest in {run["version"] for run in runs}
-        poll(lambda: served_versions(server) == {newest}
+        wait_for(lambda: served_versions(server) == {newest}
              and server_log_count(server, f"serving model {newest}") == WORKERS,
              "every worker to serve the new model", deadline=10)
         assert post(server, uploads[0], "check.txt")["model_version"] == newest
@@ -143,11 +139,11 @@ def test_a_retrain_killed_half_way_loses_nothing_and_the_next_trigger_retries(
         old_version = load_model(model_dir).version
         for i in range(10):
             post(server, kdd_bytes(fresh_lines[i * 50:(i + 1) * 50]), f"u{i}.txt")
-        run = poll(registry.running_run, "the triggered retrain to start")
-        poll(lambda: all(u.run_id == run["id"] for u in registry.uploads()),
+        run = wait_for(registry.running_run, "the triggered retrain to start")
+        wait_for(lambda: all(u.run_id == run["id"] for u in registry.uploads()),
              "the run to claim the uploads")
         os.kill(run["pid"], signal.SIGKILL)
-        poll(lambda: registry.running_run() is None, "the killed process to be gone")
+        wait_for(lambda: registry.running_run() is None, "the killed process to be gone")
 
         assert served_versions(server) == {old_version}
         assert registry.counts() == {"pending": 10, "used": 0, "archived": 0}
@@ -160,14 +156,14 @@ def test_a_retrain_killed_half_way_loses_nothing_and_the_next_trigger_retries(
         response = requests.post(f"{server.url}/api/retrain", timeout=TIMEOUT,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
         assert response.status_code == 202
-        runs = poll(lambda: [r for r in finished_runs(registry) if r["outcome"] == "promoted"]
+        runs = wait_for(lambda: [r for r in finished_runs(registry) if r["outcome"] == "promoted"]
                     and finished_runs(registry), "the retried run")
         killed = next(r for r in runs if r["id"] == run["id"])
         assert killed["outcome"] == "failed" and "interrupted" in killed["reason"]
         assert registry.counts() == {"pending": 0, "used": 0, "archived": 10}
         newest = load_model(model_dir).version
         assert newest != old_version
-        poll(lambda: served_versions(server) == {newest}
+        wait_for(lambda: served_versions(server) == {newest}
              and server_log_count(server, f"serving model {newest}") == WORKERS,
              "every worker to serve the new model", deadline=10)
     finally:

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from robust_helpers import (
     time_limit,
 )
 
+from tests.conftest import poll
 from utils.model_store import MODEL_FILE, load_model
 from utils.upload_registry import UploadRegistry
 
@@ -34,14 +34,10 @@ TIMEOUT = (5, 60)  # connect, read (seconds)
 WAIT = 30.0  # bound of every poll
 
 
-def poll(condition, what: str, deadline: float = WAIT):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
+def wait_for(condition, what: str, deadline: float = WAIT):
+    return poll(condition, what, deadline, interval=0.05)
+
+
 
 
 def fresh_get(server: Gunicorn, path: str) -> requests.Response:
@@ -87,7 +83,7 @@ class SlowUpload:
                           + self.body[: self.sent])
         workers = server.worker_pids()
         port = self.sock.getsockname()[1]
-        self.worker = poll(lambda: connection_owner(server.port, port, workers),
+        self.worker = wait_for(lambda: connection_owner(server.port, port, workers),
                            "the worker holding the slow upload")
 
     def finish(self) -> tuple[int, bytes]:
@@ -117,7 +113,7 @@ def test_killing_the_worker_of_a_request_in_flight_leaves_the_service_serving(se
     answered = [fresh_upload(server, synthetic_kdd(20, 5, seed=i)).status_code
                 for i in range(20)]
     assert answered == [200] * 20
-    after = poll(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
+    after = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids(),
                  "the master to replace the killed worker")
     assert slow.worker not in after and len(set(after) - set(before)) == 1
     # The killed request's partial upload may stay in incoming/ (its process is gone; stale
@@ -139,7 +135,7 @@ def test_killing_another_worker_does_not_disturb_a_request_in_flight(server):
     try:
         other = next(pid for pid in server.worker_pids() if pid != slow.worker)
         os.kill(other, signal.SIGKILL)
-        poll(lambda: other not in children(server.process.pid), "the killed worker to go")
+        wait_for(lambda: other not in children(server.process.pid), "the killed worker to go")
         with time_limit(60, "the request in flight"):
             status, body = slow.finish()
     finally:
@@ -169,7 +165,7 @@ def test_corrupt_model_under_a_running_server_keeps_the_old_one_serving(server):
         bodies = [fresh_get(server, "/health") for _ in range(8)]
         return all(r.status_code == 200 and r.json()["status"] == "degraded" for r in bodies)
 
-    poll(every_worker_degraded, "both workers to notice the corrupt file")
+    wait_for(every_worker_degraded, "both workers to notice the corrupt file")
     health = fresh_get(server, "/health").json()
     assert health["model_version"] == version
     assert "corrupt" in health["model_error"] and str(server.model_dir) not in health["model_error"]
@@ -181,7 +177,7 @@ def test_corrupt_model_under_a_running_server_keeps_the_old_one_serving(server):
     tmp = server.model_dir / ".restore"
     tmp.write_bytes(good)
     os.replace(tmp, server.model_dir / MODEL_FILE)
-    poll(lambda: all(fresh_get(server, "/health").json()["status"] == "ok" for _ in range(8)),
+    wait_for(lambda: all(fresh_get(server, "/health").json()["status"] == "ok" for _ in range(8)),
          "both workers to recover once the file is good again")
 
 
