@@ -9,10 +9,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from server.request_log import LOGGER_NAME
 from utils.model_store import save_model
 from utils.preprocessing import read_records
 from utils.schema import FEATURE_NAMES
@@ -85,6 +88,17 @@ class LogLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def log_lines(app) -> Iterator[list[dict]]:
+    """The service's JSON log lines written while the test runs (conftests import this)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = LogLines()
+    handler.setFormatter(logger.handlers[0].formatter)
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)
 
 
 ZEEK_FIELDS = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",

@@ -3,15 +3,18 @@ with its uploads and state in temp folders, and its test client."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apitest_helpers import REPO_ROOT, LogLines, synthetic_kdd, train_model, zeek_sample
+from apitest_helpers import (  # log_lines is a fixture, shared with tests/robustness
+    REPO_ROOT,
+    log_lines,  # noqa: F401
+    synthetic_kdd,
+    train_model,
+    zeek_sample,
+)
 
 from server import create_app
-from server.request_log import LOGGER_NAME
 from utils.model_store import ModelLoadError, load_model
 
 
@@ -62,14 +65,3 @@ def labeled_upload() -> bytes:
 @pytest.fixture
 def zeek_upload() -> bytes:
     return zeek_sample()
-
-
-@pytest.fixture
-def log_lines(app) -> Iterator[list[dict]]:
-    """The JSON log lines written while the test runs."""
-    logger = logging.getLogger(LOGGER_NAME)
-    handler = LogLines()
-    handler.setFormatter(logger.handlers[0].formatter)
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)

@@ -3,14 +3,11 @@ apps on temp data folders with automatic retraining off, and the NSL-KDD test ro
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from robust_helpers import LogLines, make_app, train_model
-
-from server.request_log import LOGGER_NAME
+from apitest_helpers import log_lines  # noqa: F401  (fixture, defined once for both suites)
+from robust_helpers import make_app, train_model
 
 
 @pytest.fixture(scope="session")
@@ -45,14 +42,3 @@ def client(app):
 @pytest.fixture(scope="session")
 def kdd_test_lines(kdd_test_path) -> list[str]:
     return kdd_test_path.read_text().splitlines()
-
-
-@pytest.fixture
-def log_lines(app) -> Iterator[list[dict]]:
-    """The service's JSON log lines written while the test runs (as in tests/api)."""
-    logger = logging.getLogger(LOGGER_NAME)
-    handler = LogLines()
-    handler.setFormatter(logger.handlers[0].formatter)
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
