@@ -11,17 +11,16 @@ Confidence and severity are read against the scores of held-out normal records
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.cluster import KMeans
-from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 SEVERITY_LEVELS = ("Normal", "Low", "Medium", "High", "Critical")
 _EPS = 1e-12
+_BLOCK_ROWS = 128
 
 
 class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
@@ -162,9 +161,12 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
 
     def nearest_centroids(self, X: np.ndarray, model: int = -1) -> np.ndarray:
         """Nearest centroid of one model (default: the finest) for each row, for explanations."""
-        X = self._validate(X)
-        centers = self.estimators_[model].cluster_centers_
-        return centers[pairwise_distances_argmin(X.astype(centers.dtype), centers)]
+        X = self._validate(X).astype(np.float64)
+        centers = self.estimators_[model].cluster_centers_.astype(np.float64)
+        # argmin of |c|^2 - 2 x.c is the nearest centroid; a plain product is ~50x faster
+        # here than sklearn's generic pairwise_distances_argmin on small batches
+        nearest = np.argmin((centers**2).sum(axis=1) - 2.0 * X @ centers.T, axis=1)
+        return centers[nearest]
 
     # --- internals --------------------------------------------------------------------------
     def _validate(self, X: np.ndarray) -> np.ndarray:
@@ -172,45 +174,44 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
         return validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
 
     def _prepare_fast_distances(self) -> None:
-        # All centroids stacked: one matrix product scores every model at once.
+        # All centroids stacked: one matrix product scores every model at once. The weights
+        # hold -2c (exact: a power of two), so x @ w + |c|^2 is |x - c|^2 - |x|^2 directly.
         centers = np.vstack([e.cluster_centers_ for e in self.estimators_]).astype(np.float32)
         split = self.n_dense_features if self.n_dense_features is not None else centers.shape[1]
-        self._dense_t = np.ascontiguousarray(centers[:, :split].T)
-        self._sparse_t = np.ascontiguousarray(centers[:, split:].T)
+        self._dense_w = np.ascontiguousarray(-2.0 * centers[:, :split].T)
+        self._pattern_w = np.ascontiguousarray(-2.0 * centers[:, split:].T)
         self._center_sq = (centers.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
         bounds = np.cumsum([0] + [len(e.cluster_centers_) for e in self.estimators_])
-        self._segments = list(itertools.pairwise(bounds))
-        self._pattern_weights = np.random.RandomState(0).standard_normal(self._sparse_t.shape[0])
+        self._segment_starts = bounds[:-1]
+        self._pattern_keys = np.random.RandomState(0).standard_normal(self._pattern_w.shape[0])
 
     def _model_distances(self, X: np.ndarray) -> np.ndarray:
-        """Euclidean distance to the nearest centroid of each model, shape (n, n_models)."""
+        """Euclidean distance to the nearest centroid of each model, shape (n, n_models).
+
+        Rows sharing a one-hot pattern share that part of every centroid product: it is
+        computed once per pattern (with |c|^2) and added as a bias, so the product per row
+        covers the dense columns alone. Every product has the same shape (_BLOCK_ROWS rows,
+        the last block padded): BLAS picks its kernel by shape, and a row's float32 result
+        would otherwise depend on which rows share its batch (measured on OpenBLAS: blocks
+        of 2-30 rows round differently). So a record scores the same in any file, chunk or
+        thread split. Blocks of 128 rows also keep each product in cache.
+        """
         X = np.asarray(X, dtype=np.float32)
-        split = self._dense_t.shape[0]
-        dense = np.ascontiguousarray(X[:, :split])
-        tail = X[:, split:]
-        # -2 x.c + |c|^2 for the one-hot part, once per distinct pattern
-        keys = tail.astype(np.float64) @ self._pattern_weights
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        if not np.array_equal(tail[first][inverse], tail):  # a hash collision: exact fallback
-            first, inverse = np.arange(len(X)), np.arange(len(X))
-        pattern_part = tail[first] @ self._sparse_t
-        pattern_part *= -2.0
-        pattern_part += self._center_sq
-        out = np.empty((len(X), len(self._segments)), dtype=np.float64)
-        starts = [a for a, _ in self._segments]
-        for lo in range(0, len(X), 512):  # small blocks stay in cache; memory stays bounded
-            hi = lo + 512
-            block = dense[lo:hi] @ self._dense_t
-            block *= -2.0
-            block += pattern_part[inverse[lo:hi]]
-            out[lo:hi] = np.minimum.reduceat(block, starts, axis=1)
-        out += np.einsum("ij,ij->i", X, X, dtype=np.float64)[:, None]
-        return np.sqrt(np.maximum(out, 0.0))
+        split = self._dense_w.shape[0]
+        patterns, inverse = _one_hot_patterns(X[:, split:], self._pattern_keys)
+        bias = np.vstack([product for _, _, product in _block_products(patterns, self._pattern_w)])
+        bias += self._center_sq
+        nearest = np.empty((len(X), len(self._segment_starts)), dtype=np.float64)
+        for lo, hi, product in _block_products(X[:, :split], self._dense_w):
+            product += bias[inverse[lo:hi]]
+            nearest[lo:hi] = np.minimum.reduceat(product, self._segment_starts, axis=1)
+        nearest += np.einsum("ij,ij->i", X, X, dtype=np.float64)[:, None]
+        return np.sqrt(np.maximum(nearest, 0.0))
 
     def _combine(self, distances: np.ndarray) -> np.ndarray:
         return np.exp(np.log(distances / self.scales_ + _EPS).mean(axis=1))
 
-    _CACHES = ("_dense_t", "_sparse_t", "_center_sq", "_segments", "_pattern_weights")
+    _CACHES = ("_dense_w", "_pattern_w", "_center_sq", "_segment_starts", "_pattern_keys")
 
     def __getstate__(self) -> dict:
         # derived from estimators_ on load: keeps the model file small
@@ -219,5 +220,32 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        if "estimators_" in state and "_dense_t" not in state:
+        if "estimators_" in state and "_dense_w" not in state:
             self._prepare_fast_distances()
+
+
+def _one_hot_patterns(tail: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``tail`` and each row's index among them.
+
+    A random projection finds them in one pass (KDDTest+ has 99 one-hot patterns in 22,544
+    rows); if it ever merged two different rows, the exact (slower) row sort decides.
+    """
+    _, first, inverse = np.unique(tail.astype(np.float64) @ keys, return_index=True,
+                                  return_inverse=True)
+    if np.array_equal(tail[first][inverse], tail):
+        return tail[first], inverse
+    patterns, inverse = np.unique(tail, axis=0, return_inverse=True)
+    return patterns, inverse.reshape(-1)
+
+
+def _block_products(A: np.ndarray, W: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``A[lo:hi] @ W`` block by block, every product computed with exactly _BLOCK_ROWS rows."""
+    A = np.ascontiguousarray(A)
+    padded = np.zeros((_BLOCK_ROWS, A.shape[1]), dtype=A.dtype)
+    for lo in range(0, len(A), _BLOCK_ROWS):
+        hi = min(lo + _BLOCK_ROWS, len(A))
+        if hi - lo == _BLOCK_ROWS:
+            yield lo, hi, A[lo:hi] @ W
+        else:
+            padded[: hi - lo] = A[lo:hi]
+            yield lo, hi, (padded @ W)[: hi - lo]

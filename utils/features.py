@@ -67,16 +67,17 @@ class KDDFeatureTransformer(TransformerMixin, BaseEstimator):
         z -= self.mean_
         z /= self.scale_
         np.clip(z, -self.clip, self.clip, out=z)
-        blocks = [z.astype(np.float32)]
+        out = np.zeros((len(X), len(self.output_feature_names_)), dtype=np.float32)
+        out[:, : self.n_numeric_] = z
+        start = self.n_numeric_
+        rows = np.arange(len(X))
         for name in CATEGORICAL_FEATURES:
             vocabulary = self.categories_[name]
-            values = X[name].to_numpy(dtype=object)
-            codes = _codes(values, vocabulary)
-            block = np.zeros((len(X), len(vocabulary)), dtype=np.float32)
+            codes = _codes(X[name].to_numpy(dtype=object), vocabulary)
             known = codes >= 0
-            block[np.flatnonzero(known), codes[known]] = self.categorical_weight
-            blocks.append(block)
-        return np.hstack(blocks)
+            out[rows[known], start + codes[known]] = self.categorical_weight
+            start += len(vocabulary)
+        return out
 
     def unseen_categories(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """Boolean mask per categorical column: values never seen in training."""

@@ -1,9 +1,13 @@
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
 
 from utils.detector import SEVERITY_LEVELS, KMeansEnsembleDetector
+from utils.model_store import load_model
+from utils.preprocessing import read_records
 
 
 def blobs(n: int = 3000, seed: int = 0) -> np.ndarray:
@@ -92,14 +96,59 @@ def test_wrong_feature_count_is_refused(fitted):
 
 # Scores are computed in float32 (for speed); BLAS may round a row differently depending on
 # the batch it is in, at the 1e-7 level, which this exact-equality check does not allow.
-_EXPECTED_FAILURES = {
-    "check_methods_subset_invariance": "float32 scores differ by batch at the 1e-7 level",
-}
-
-
-@parametrize_with_checks(
-    [KMeansEnsembleDetector(n_clusters=(2, 3))],
-    expected_failed_checks=lambda estimator: _EXPECTED_FAILURES,
-)
+@parametrize_with_checks([KMeansEnsembleDetector(n_clusters=(2, 3))])
 def test_scikit_learn_estimator_contract(estimator, check):
     check(estimator)
+
+
+def one_hot_data(n: int, seed: int) -> np.ndarray:
+    """Four dense columns followed by two one-hot blocks (3 and 4 values), weight 2."""
+    rng = np.random.RandomState(seed)
+    dense = rng.normal(0, 1, size=(n, 4))
+    a = np.eye(3)[rng.randint(0, 3, size=n)] * 2
+    b = np.eye(4)[rng.randint(0, 4, size=n)] * 2
+    return np.hstack([dense, a, b])
+
+
+def brute_force_distances(det: KMeansEnsembleDetector, X: np.ndarray) -> np.ndarray:
+    return np.stack([
+        np.sqrt(((X[:, None, :] - e.cluster_centers_[None].astype(np.float64)) ** 2).sum(-1))
+        .min(axis=1) for e in det.estimators_], axis=1)
+
+
+@pytest.fixture(scope="module")
+def grouped() -> KMeansEnsembleDetector:
+    return KMeansEnsembleDetector(n_clusters=(5, 9), n_dense_features=4,
+                                  random_state=0).fit(one_hot_data(2000, seed=0))
+
+
+def test_distances_grouped_by_one_hot_pattern_equal_brute_force(grouped):
+    X = one_hot_data(700, seed=1)
+    X[:3, 4:] = 0.0  # an unseen category encodes as an all-zero block
+    np.testing.assert_allclose(grouped._model_distances(X), brute_force_distances(grouped, X),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_rows_the_pattern_hash_would_merge_are_still_scored_exactly(grouped, monkeypatch):
+    X = one_hot_data(300, seed=2)
+    expected = grouped._model_distances(X)
+    monkeypatch.setattr(grouped, "_pattern_keys", np.zeros_like(grouped._pattern_keys))
+    np.testing.assert_allclose(grouped._model_distances(X), expected, rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def kdd_test_matrix(kdd_test_path):
+    model = load_model(REPO_ROOT / "models")
+    return model.detector, model.features.transform(read_records(kdd_test_path).features)
+
+
+@pytest.mark.parametrize("blas_threads", [1, 2])
+@pytest.mark.parametrize("size", [1, 17, 129, 3000])
+def test_a_record_scores_exactly_the_same_in_any_batch(size, blas_threads, kdd_test_matrix):
+    """Chunking and thread splits must not change a score, not even in the last bit (the
+    committed model: BLAS changes kernels, and rounding, with the shape of a product)."""
+    detector, X = kdd_test_matrix
+    rows = np.sort(np.random.RandomState(size).choice(len(X), size=size, replace=False))
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        whole = detector.anomaly_score(X)
+        np.testing.assert_array_equal(detector.anomaly_score(X[rows]), whole[rows])
