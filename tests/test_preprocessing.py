@@ -22,7 +22,9 @@ from utils.preprocessing import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     InputFormatError,
     ParsedRecords,
+    _split_lines,
     detect_input_kind,
+    iter_parse_tasks,
     iter_record_chunks,
     normalise_label,
     read_records,
@@ -481,6 +483,40 @@ def test_chunk_errors_carry_whole_file_line_numbers():
             seen.append(len(chunk))
     assert str(info.value) == "line 33, column src_bytes: 'abc' is not a number"
     assert sum(seen) == 16
+
+
+def test_pieces_for_threads_keep_whole_file_line_numbers():
+    rows = rows_with(17, src_bytes="abc")
+    data = make_file(rows, eol="\n\n")  # record 17 sits on line 33
+    tasks = list(iter_parse_tasks(data, chunk_rows=100, pieces=3))
+    assert len(tasks) == 3
+    errors = []
+    for task in tasks:
+        try:
+            task()
+        except InputFormatError as exc:
+            errors.append(str(exc))
+    assert errors == ["line 33, column src_bytes: 'abc' is not a number"]
+
+
+def test_pieces_of_blank_lines_are_not_tasks():
+    data = make_file([make_row()] * 4) + b"\n" * 5000  # the last three quarters are blank
+    tasks = list(iter_parse_tasks(data, chunk_rows=1000, pieces=4))
+    assert len(tasks) == 1 and len(tasks[0]()) == 4
+
+
+@given(st.lists(st.binary(max_size=12).filter(lambda b: b"\n" not in b), max_size=30),
+       st.integers(1, 6), st.integers(1, 50))
+def test_cutting_for_threads_keeps_every_byte_and_line_number(lines, pieces, first_line):
+    chunk = b"\n".join(lines)
+    parts = list(_split_lines(chunk, first_line, pieces))
+    assert b"".join(part for part, _ in parts) == chunk
+    assert 1 <= len(parts) <= pieces
+    line = first_line
+    for part, start in parts:
+        assert start == line
+        line += part.count(b"\n")
+    assert all(part.endswith(b"\n") for part, _ in parts[:-1])
 
 
 @pytest.mark.parametrize("data", [b"", b"\n\n", make_file([], header=[*FEATURE_NAMES])])

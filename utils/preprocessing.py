@@ -15,7 +15,7 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
@@ -31,6 +31,7 @@ from utils.schema import (
     N_FEATURES,
     NUMERIC_FEATURES,
 )
+from utils.settings import positive_number_setting
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -45,6 +46,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _WS = " \t\r\n\v\f"  # what pandas' number parser skips around a value
 _WS_BYTES = _WS.encode()
+_NON_BLANK = re.compile(rb"[^ \t\r\n\v\f]")
 _BINARY_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 _BINARY_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -172,10 +174,10 @@ def read_records(
     if kind != "kdd":
         return _read_zeek(data.removeprefix(_BOM))
     reader = _KddReader()
-    records = reader.parse(data.removeprefix(_BOM), first_line=1)
+    body = reader.prepare(data.removeprefix(_BOM), first_line=1)
     reader.finish()
-    assert records is not None  # finish() refuses an input without a layout
-    return records
+    assert body is not None  # finish() refuses an input without records
+    return reader.parse_body(*body)
 
 
 def iter_record_chunks(
@@ -188,6 +190,31 @@ def iter_record_chunks(
     the whole file, but an error in a later chunk is only raised once the earlier chunks have
     been yielded: a caller that must be all-or-nothing should hold back results until the end.
     """
+    rows = 0
+    for task in iter_parse_tasks(
+            source, chunk_rows=chunk_rows, max_decompressed_bytes=max_decompressed_bytes):
+        records = number_rows(task(), rows)
+        rows += len(records)
+        yield records
+
+
+ParseTask = Callable[[], ParsedRecords]
+
+
+def iter_parse_tasks(
+    source: Source,
+    *,
+    chunk_rows: int = 100_000,
+    max_decompressed_bytes: int | None = None,
+    pieces: int = 1,
+) -> Iterator[ParseTask]:
+    """The input as parse tasks, in order, for parsing on several threads.
+
+    The source is read (and checked for layout, size and emptiness) here, in order; each
+    chunk of at most ``chunk_rows`` lines is cut into ``pieces`` tasks of about equal size.
+    A task may run on any thread and raises the chunk's InputFormatError, with whole-file
+    line numbers. Its rows are numbered from 0: number_rows renumbers them.
+    """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     limit = _resolve_limit(max_decompressed_bytes)
@@ -195,17 +222,42 @@ def iter_record_chunks(
     if detect_input_kind(head) != "kdd":
         records = _read_zeek(b"".join(blocks).removeprefix(_BOM))
         for start in range(0, len(records), chunk_rows):
-            yield _slice_records(records, start, start + chunk_rows)
+            yield functools.partial(_slice_records, records, start, start + chunk_rows)
         return
     _refuse_binary_head(head)
     reader = _KddReader()
     line = 1
     for chunk in _line_chunks(_strip_bom(blocks), chunk_rows):
-        records = reader.parse(chunk, first_line=line)
+        body = reader.prepare(chunk, first_line=line)
         line += chunk.count(b"\n")
-        if records is not None and len(records):
-            yield records
+        if body is not None:
+            for piece, first_line in _split_lines(*body, pieces):
+                if _NON_BLANK.search(piece):
+                    yield functools.partial(reader.parse_body, piece, first_line)
     reader.finish()
+
+
+def number_rows(records: ParsedRecords, start: int) -> ParsedRecords:
+    """Number a part's rows from ``start`` (its 0-based row in the whole input), in place."""
+    if start:
+        index = pd.RangeIndex(start, start + len(records))
+        for frame in (records.features, records.labels, records.difficulty, records.identity):
+            if frame is not None:
+                frame.index = index
+    return records
+
+
+def _split_lines(chunk: bytes, first_line: int, pieces: int) -> Iterator[tuple[bytes, int]]:
+    """Cut a chunk at line ends into at most ``pieces`` parts of about equal size."""
+    start = 0
+    for i in range(1, max(1, pieces)):
+        cut = chunk.find(b"\n", max(start, len(chunk) * i // pieces)) + 1
+        if cut <= 0 or cut >= len(chunk):
+            break
+        yield chunk[start:cut], first_line
+        first_line += chunk.count(b"\n", start, cut)
+        start = cut
+    yield chunk[start:], first_line
 
 
 # --- reading and decompressing the source -------------------------------------------------
@@ -214,15 +266,8 @@ def iter_record_chunks(
 def _resolve_limit(max_decompressed_bytes: int | None) -> int:
     if max_decompressed_bytes is not None:
         return max_decompressed_bytes
-    configured = os.environ.get(_MAX_MB_ENV, "").strip()
-    if not configured:
-        return DEFAULT_MAX_DECOMPRESSED_BYTES
-    try:
-        megabytes = float(configured)
-    except ValueError:
-        raise ValueError(f"{_MAX_MB_ENV} must be a number of MB, got {configured!r}") from None
-    if not megabytes > 0:
-        raise ValueError(f"{_MAX_MB_ENV} must be positive, got {configured!r}")
+    megabytes = positive_number_setting(_MAX_MB_ENV, DEFAULT_MAX_DECOMPRESSED_BYTES / (1 << 20),
+                                        unit="MB")
     return int(megabytes * (1 << 20))
 
 
@@ -538,13 +583,18 @@ def _header_layout(names: list[str], sep: str, line: int) -> _Layout:
 
 
 class _KddReader:
-    """Parses the consecutive line-aligned chunks of one KDD file."""
+    """Parses the consecutive line-aligned chunks of one KDD file.
+
+    ``prepare`` runs on the chunks in order (the first one fixes the layout); ``parse_body``
+    only reads the layout, so the prepared bodies can be parsed on any thread.
+    """
 
     def __init__(self) -> None:
         self.layout: _Layout | None = None
-        self.rows = 0
+        self.has_records = False
 
-    def parse(self, chunk: bytes, first_line: int) -> ParsedRecords | None:
+    def prepare(self, chunk: bytes, first_line: int) -> tuple[bytes, int] | None:
+        """The chunk's records part and its first line number; None if there is none."""
         if self.layout is None:
             start, first_line = _skip_blank_lines(chunk, first_line)
             if start is None:
@@ -557,17 +607,20 @@ class _KddReader:
             chunk = chunk[start:]
         if not chunk.strip(_WS_BYTES):
             return None  # blank lines only: no need to read them one by one
-        records = _parse_fast(chunk, self.layout, self.rows)
-        if records is None:
-            records = _parse_slow(chunk, self.layout, first_line, self.rows)
-        self.rows += len(records)
-        return records
+        # any other character makes a record or an error, so the input is not empty
+        self.has_records = True
+        return chunk, first_line
+
+    def parse_body(self, body: bytes, first_line: int) -> ParsedRecords:
+        assert self.layout is not None
+        records = _parse_fast(body, self.layout)
+        return records if records is not None else _parse_slow(body, self.layout, first_line)
 
     def finish(self) -> None:
         """Refuse an input that held no records at all."""
         if self.layout is None:
             raise InputFormatError("empty_file", "the file is empty")
-        if self.rows == 0:
+        if not self.has_records:
             raise InputFormatError("no_records", "the file has a header but no records")
 
 
@@ -580,7 +633,7 @@ def _skip_blank_lines(chunk: bytes, line: int) -> tuple[int | None, int]:
     return start, line + chunk.count(b"\n", 0, start)
 
 
-def _parse_fast(chunk: bytes, layout: _Layout, row_offset: int) -> ParsedRecords | None:
+def _parse_fast(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
     """pandas' C reader plus vectorised checks; None whenever anything looks off."""
     if b"\x00" in chunk or layout.other_sep.encode() in chunk:
         return None
@@ -626,16 +679,16 @@ def _parse_fast(chunk: bytes, layout: _Layout, row_offset: int) -> ParsedRecords
         for name in CATEGORICAL_FEATURES
     }
     labels = None if layout.label_pos is None else texts[layout.label_pos]
-    return _assemble(numeric, categoricals, labels, difficulty, row_offset)
+    return _assemble(numeric, categoricals, labels, difficulty)
 
 
 def _finite_non_negative(frame: pd.DataFrame, positions: list[int]) -> np.ndarray | None:
     values = np.empty((len(frame), len(positions)), dtype=np.float64, order="F")
     for j, pos in enumerate(positions):
-        column = frame.iloc[:, pos]
+        column = frame[pos].to_numpy()  # header=None: the column labels are the positions
         if column.dtype.kind not in "iuf":
             return None  # pandas could not read some value as a number
-        values[:, j] = column.to_numpy()
+        values[:, j] = column
     if values.size and not (values.min() >= 0 and values.max() < np.inf):  # NaN fails both
         return None
     return values
@@ -663,7 +716,7 @@ def _clean_texts(column: np.ndarray, name: str | None) -> np.ndarray | None:
 
 
 def _parse_slow(
-    chunk: bytes, layout: _Layout, first_line: int, row_offset: int
+    chunk: bytes, layout: _Layout, first_line: int
 ) -> ParsedRecords:
     """Line by line: the records, or an InputFormatError with the first problems found.
 
@@ -706,7 +759,7 @@ def _parse_slow(
     difficulty = None
     if layout.difficulty_pos is not None:
         difficulty = np.array(by_name[DIFFICULTY_COLUMN], dtype=np.int64)
-    return _assemble(numeric, categoricals, labels, difficulty, row_offset)
+    return _assemble(numeric, categoricals, labels, difficulty)
 
 
 def _check_line(
@@ -766,10 +819,9 @@ def _assemble(
     categoricals: dict[str, np.ndarray],
     labels: np.ndarray | None,
     difficulty: np.ndarray | None,
-    row_offset: int,
 ) -> ParsedRecords:
     """Build ParsedRecords the same way for both paths, so their output cannot differ."""
-    index = pd.RangeIndex(row_offset, row_offset + len(numeric))
+    index = pd.RangeIndex(len(numeric))
     features = pd.DataFrame(numeric, columns=list(NUMERIC_FEATURES), index=index, copy=False)
     for name in CATEGORICAL_FEATURES:  # ascending positions, so each lands where it belongs
         column = pd.Series(categoricals[name], index=index, dtype=object)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from utils.model_store import LoadedModel
-from utils.preprocessing import ParsedRecords, iter_record_chunks
+from utils.parallel import ordered_map, scoring_threads
+from utils.preprocessing import ParsedRecords, ParseTask, iter_parse_tasks, number_rows
 
 
 @dataclass
@@ -49,13 +50,31 @@ def score_records(model: LoadedModel, records: ParsedRecords) -> ScoredRecords:
 
 
 def iter_scored_chunks(
-    model: LoadedModel, source, *, chunk_rows: int = 100_000, max_decompressed_bytes=None
+    model: LoadedModel,
+    source,
+    *,
+    chunk_rows: int = 100_000,
+    max_decompressed_bytes=None,
+    threads: int | None = None,
 ) -> Iterator[tuple[ParsedRecords, ScoredRecords]]:
-    """Parse and score chunk by chunk, so memory stays bounded for very large uploads."""
-    for chunk in iter_record_chunks(
-        source, chunk_rows=chunk_rows, max_decompressed_bytes=max_decompressed_bytes
-    ):
-        yield chunk, score_records(model, chunk)
+    """Parse and score chunk by chunk, so memory stays bounded for very large uploads.
+
+    Each chunk is cut into ``threads`` pieces (default utils.parallel.scoring_threads()),
+    parsed and scored on that many threads; the pieces come back in input order.
+    """
+    threads = scoring_threads() if threads is None else threads
+    tasks = iter_parse_tasks(source, chunk_rows=chunk_rows,
+                             max_decompressed_bytes=max_decompressed_bytes, pieces=threads)
+
+    def parse_and_score(task: ParseTask) -> tuple[ParsedRecords, ScoredRecords]:
+        records = task()
+        return records, score_records(model, records)
+
+    rows = 0
+    for records, scored in ordered_map(parse_and_score, tasks, threads):
+        number_rows(records, rows)
+        rows += len(records)
+        yield records, scored
 
 
 def explain(model: LoadedModel, features: pd.DataFrame, top: int = 3) -> list[list[dict]]:

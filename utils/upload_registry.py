@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from utils.settings import whole_number_setting
+
 DB_FILE = "anomalyze.sqlite3"
 LOCK_FILE = "retrain.lock"
 UPLOADS_DIR = "uploaded_logs"
@@ -128,16 +130,7 @@ class Registration:
 
 def retrain_threshold(environ: dict[str, str] | None = None) -> int:
     """Unique uploads per automatic retrain (env ANOMALYZE_RETRAIN_THRESHOLD; 0 = never)."""
-    raw = (os.environ if environ is None else environ).get(THRESHOLD_ENV, "").strip()
-    if not raw:
-        return DEFAULT_THRESHOLD
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{THRESHOLD_ENV} must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{THRESHOLD_ENV} must not be negative, got {raw!r}")
-    return value
+    return whole_number_setting(THRESHOLD_ENV, DEFAULT_THRESHOLD, environ=environ)
 
 
 def sanitise_name(name: str | None) -> str:

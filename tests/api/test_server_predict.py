@@ -10,6 +10,7 @@ import io
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from apitest_helpers import kdd_line, normal_values, synthetic_kdd, upload
 
@@ -19,7 +20,7 @@ from utils.metrics import evaluate
 from utils.model_store import load_model
 from utils.preprocessing import read_records
 from utils.schema import SEVERITIES
-from utils.scoring import score_records
+from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
 
 STORED_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{16}\.(txt|csv|log|tsv|json|gz)$")
 
@@ -386,3 +387,19 @@ def test_each_request_logs_one_json_line(client, labeled_upload, log_lines):
         "POST", "/api/predict", 200, 60)
     assert line["ms"] >= 0
     assert line["model_version"] == response.get_json()["summary"]["model_version"]
+
+
+def test_scoring_on_several_threads_matches_one_thread(model_dir):
+    data = synthetic_kdd(700, 300, seed=12)
+    model = load_model(model_dir)
+    runs = {threads: list(iter_scored_chunks(model, data, chunk_rows=400, threads=threads))
+            for threads in (1, 3)}
+    assert len(runs[1]) == 3 and len(runs[3]) == 9  # every chunk cut into three pieces
+    one, three = ([records for records, _ in runs[t]] for t in (1, 3))
+    pd.testing.assert_frame_equal(pd.concat([r.features for r in three]),
+                                  pd.concat([r.features for r in one]))
+    pd.testing.assert_series_equal(pd.concat([r.labels for r in three]),
+                                   pd.concat([r.labels for r in one]))
+    one, three = (ScoredRecords.concat([scored for _, scored in runs[t]]) for t in (1, 3))
+    np.testing.assert_array_equal(three.is_anomaly, one.is_anomaly)
+    np.testing.assert_allclose(three.anomaly_score, one.anomaly_score, rtol=1e-6)
