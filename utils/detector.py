@@ -11,6 +11,7 @@ Confidence and severity are read against the scores of held-out normal records
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -201,12 +202,21 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
         patterns, inverse = _one_hot_patterns(X[:, split:], self._pattern_keys)
         bias = np.vstack([product for _, _, product in _block_products(patterns, self._pattern_w)])
         bias += self._center_sq
+        # rows sorted by pattern: a block holds a few runs, each gets its bias row broadcast
+        # (no gathered copy, and numpy's add releases the GIL, which its gather does not)
+        order = np.argsort(inverse, kind="stable")
+        pattern_of = inverse[order]
+        runs = np.flatnonzero(np.diff(pattern_of)) + 1
         nearest = np.empty((len(X), len(self._segment_starts)), dtype=np.float64)
-        for lo, hi, product in _block_products(X[:, :split], self._dense_w):
-            product += bias[inverse[lo:hi]]
+        for lo, hi, product in _block_products(X[order, :split], self._dense_w):
+            cuts = runs[np.searchsorted(runs, lo, side="right"):np.searchsorted(runs, hi)]
+            for a, b in itertools.pairwise([lo, *cuts.tolist(), hi]):
+                product[a - lo:b - lo] += bias[pattern_of[a]]
             nearest[lo:hi] = np.minimum.reduceat(product, self._segment_starts, axis=1)
-        nearest += np.einsum("ij,ij->i", X, X, dtype=np.float64)[:, None]
-        return np.sqrt(np.maximum(nearest, 0.0))
+        out = np.empty_like(nearest)
+        out[order] = nearest
+        out += np.einsum("ij,ij->i", X, X, dtype=np.float64)[:, None]
+        return np.sqrt(np.maximum(out, 0.0))
 
     def _combine(self, distances: np.ndarray) -> np.ndarray:
         return np.exp(np.log(distances / self.scales_ + _EPS).mean(axis=1))
