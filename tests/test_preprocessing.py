@@ -506,17 +506,13 @@ def test_pieces_of_blank_lines_are_not_tasks():
 
 
 @given(st.lists(st.binary(max_size=12).filter(lambda b: b"\n" not in b), max_size=30),
-       st.integers(1, 6), st.integers(1, 50))
-def test_cutting_for_threads_keeps_every_byte_and_line_number(lines, pieces, first_line):
+       st.integers(1, 6))
+def test_cutting_for_threads_keeps_every_byte_and_cuts_at_line_ends(lines, pieces):
     chunk = b"\n".join(lines)
-    parts = list(_split_lines(chunk, first_line, pieces))
-    assert b"".join(part for part, _ in parts) == chunk
-    assert 1 <= len(parts) <= pieces
-    line = first_line
-    for part, start in parts:
-        assert start == line
-        line += part.count(b"\n")
-    assert all(part.endswith(b"\n") for part, _ in parts[:-1])
+    bounds = _split_lines(chunk, pieces)
+    assert 1 <= len(bounds) <= pieces
+    assert b"".join(chunk[a:b] for a, b in bounds) == chunk
+    assert all(b > a and chunk[b - 1:b] == b"\n" for a, b in bounds[:-1])
 
 
 @pytest.mark.parametrize("data", [b"", b"\n\n", make_file([], header=[*FEATURE_NAMES])])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import os
 import re
 import zlib
@@ -177,7 +178,7 @@ def read_records(
     body = reader.prepare(data.removeprefix(_BOM), first_line=1)
     reader.finish()
     assert body is not None  # finish() refuses an input without records
-    return reader.parse_body(*body)
+    return reader.parse_piece(*body, 0, len(body[0]))
 
 
 def iter_record_chunks(
@@ -227,13 +228,13 @@ def iter_parse_tasks(
     _refuse_binary_head(head)
     reader = _KddReader()
     line = 1
-    for chunk in _line_chunks(_strip_bom(blocks), chunk_rows):
+    for chunk, newlines in _line_chunks(_strip_bom(blocks), chunk_rows):
         body = reader.prepare(chunk, first_line=line)
-        line += chunk.count(b"\n")
+        line += newlines
         if body is not None:
-            for piece, first_line in _split_lines(*body, pieces):
-                if _NON_BLANK.search(piece):
-                    yield functools.partial(reader.parse_body, piece, first_line)
+            for start, end in _split_lines(body[0], pieces):
+                if _NON_BLANK.search(body[0], start, end):
+                    yield functools.partial(reader.parse_piece, *body, start, end)
     reader.finish()
 
 
@@ -247,17 +248,16 @@ def number_rows(records: ParsedRecords, start: int) -> ParsedRecords:
     return records
 
 
-def _split_lines(chunk: bytes, first_line: int, pieces: int) -> Iterator[tuple[bytes, int]]:
-    """Cut a chunk at line ends into at most ``pieces`` parts of about equal size."""
-    start = 0
+def _split_lines(chunk: bytes, pieces: int) -> list[tuple[int, int]]:
+    """Offsets that cut a chunk at line ends into at most ``pieces`` parts of about equal size."""
+    bounds = [0]
     for i in range(1, max(1, pieces)):
-        cut = chunk.find(b"\n", max(start, len(chunk) * i // pieces)) + 1
+        cut = chunk.find(b"\n", max(bounds[-1], len(chunk) * i // pieces)) + 1
         if cut <= 0 or cut >= len(chunk):
             break
-        yield chunk[start:cut], first_line
-        first_line += chunk.count(b"\n", start, cut)
-        start = cut
-    yield chunk[start:], first_line
+        bounds.append(cut)
+    bounds.append(len(chunk))
+    return list(itertools.pairwise(bounds))
 
 
 # --- reading and decompressing the source -------------------------------------------------
@@ -371,8 +371,8 @@ def _strip_bom(blocks: Iterator[bytes]) -> Iterator[bytes]:
     yield from blocks
 
 
-def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[bytes]:
-    """Regroup blocks into pieces of at most ``max_lines`` whole lines.
+def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[tuple[bytes, int]]:
+    """Regroup blocks into pieces of at most ``max_lines`` whole lines (and their line count).
 
     A line longer than _MAX_LINE_BYTES is refused, or one endless line would defeat the
     point of reading in chunks.
@@ -399,11 +399,11 @@ def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[bytes]:
             newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
             cut = int(newlines[max_lines - lines - 1]) + 1
             parts.append(block[:cut])
-            yield b"".join(parts)
+            yield b"".join(parts), max_lines
             parts, lines, line_bytes, block = [], 0, 0, block[cut:]
             done += max_lines
     if parts:
-        yield b"".join(parts)
+        yield b"".join(parts), lines
 
 
 def _refuse_binary_head(head: bytes) -> None:
@@ -585,7 +585,7 @@ def _header_layout(names: list[str], sep: str, line: int) -> _Layout:
 class _KddReader:
     """Parses the consecutive line-aligned chunks of one KDD file.
 
-    ``prepare`` runs on the chunks in order (the first one fixes the layout); ``parse_body``
+    ``prepare`` runs on the chunks in order (the first one fixes the layout); ``parse_piece``
     only reads the layout, so the prepared bodies can be parsed on any thread.
     """
 
@@ -605,16 +605,21 @@ class _KddReader:
             if self.layout.header_line is not None:
                 start, first_line = end + 1, first_line + 1
             chunk = chunk[start:]
-        if not chunk.strip(_WS_BYTES):
+        if not _NON_BLANK.search(chunk):
             return None  # blank lines only: no need to read them one by one
         # any other character makes a record or an error, so the input is not empty
         self.has_records = True
         return chunk, first_line
 
-    def parse_body(self, body: bytes, first_line: int) -> ParsedRecords:
+    def parse_piece(self, chunk: bytes, first_line: int, start: int, end: int) -> ParsedRecords:
+        """The lines chunk[start:end] of a prepared chunk (its first line is ``first_line``)."""
         assert self.layout is not None
+        body = chunk if (start, end) == (0, len(chunk)) else chunk[start:end]
         records = _parse_fast(body, self.layout)
-        return records if records is not None else _parse_slow(body, self.layout, first_line)
+        if records is None:  # only now is the piece's first line number needed
+            line = first_line + chunk.count(b"\n", 0, start)
+            records = _parse_slow(body, self.layout, line)
+        return records
 
     def finish(self) -> None:
         """Refuse an input that held no records at all."""
