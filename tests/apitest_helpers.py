@@ -21,7 +21,7 @@ from utils.preprocessing import read_records
 from utils.schema import FEATURE_NAMES
 from utils.training import train
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def kdd_line(values: dict, label: str | None = "normal", difficulty: int | None = 20) -> str:
