@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from utils import preprocessing
 from utils.dataset import data_dir
 from utils.preprocessing import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
@@ -485,7 +486,18 @@ def test_chunk_errors_carry_whole_file_line_numbers():
     assert sum(seen) == 16
 
 
-def test_pieces_for_threads_keep_whole_file_line_numbers():
+@pytest.fixture
+def tiny_pieces(monkeypatch):
+    """Let a test file of a few rows be cut (real pieces are at least 256 KB)."""
+    monkeypatch.setattr(preprocessing, "_MIN_PIECE_BYTES", 1)
+
+
+def test_small_chunks_are_not_cut_for_threads():
+    data = make_file([make_row()] * 20)
+    assert len(list(iter_parse_tasks(data, chunk_rows=100, pieces=4))) == 1
+
+
+def test_pieces_for_threads_keep_whole_file_line_numbers(tiny_pieces):
     rows = rows_with(17, src_bytes="abc")
     data = make_file(rows, eol="\n\n")  # record 17 sits on line 33
     tasks = list(iter_parse_tasks(data, chunk_rows=100, pieces=3))
@@ -499,7 +511,7 @@ def test_pieces_for_threads_keep_whole_file_line_numbers():
     assert errors == ["line 33, column src_bytes: 'abc' is not a number"]
 
 
-def test_pieces_of_blank_lines_are_not_tasks():
+def test_pieces_of_blank_lines_are_not_tasks(tiny_pieces):
     data = make_file([make_row()] * 4) + b"\n" * 5000  # the last three quarters are blank
     tasks = list(iter_parse_tasks(data, chunk_rows=1000, pieces=4))
     assert len(tasks) == 1 and len(tasks[0]()) == 4
@@ -508,7 +520,7 @@ def test_pieces_of_blank_lines_are_not_tasks():
 @given(st.lists(st.binary(max_size=12).filter(lambda b: b"\n" not in b), max_size=30),
        st.integers(1, 6))
 def test_cutting_for_threads_keeps_every_byte_and_cuts_at_line_ends(lines, pieces):
-    chunk = b"\n".join(lines)
+    chunk = b"\n".join(lines) * 30_000  # beyond the minimum piece size
     bounds = _split_lines(chunk, pieces)
     assert 1 <= len(bounds) <= pieces
     assert b"".join(chunk[a:b] for a, b in bounds) == chunk

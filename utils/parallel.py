@@ -9,6 +9,7 @@ and for the small products of scoring they were slower even alone (104 ms agains
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import deque
@@ -55,12 +56,25 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Itera
     raised only after the results of items 0..n-1 have been yielded.
     """
     single_threaded_blas()
-    if threads <= 1:
-        yield from map(fn, items)
-        return
     source = iter(items)
-    pending: deque[Future[R]] = deque()
+    head: list[T] = []
     failure: BaseException | None = None
+    if threads > 1:  # a single item runs here: starting threads for it only costs time
+        try:
+            for item in itertools.islice(source, 2):
+                head.append(item)
+        except Exception as exc:  # re-raised in order, after the earlier results
+            failure = exc
+        if failure is not None or len(head) < 2:
+            yield from map(fn, head)
+            if failure is not None:
+                raise failure
+            return
+    if threads <= 1:
+        yield from map(fn, source)
+        return
+    source = itertools.chain(head, source)
+    pending: deque[Future[R]] = deque()
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="anomalyze-score")
     try:
         while True:

@@ -16,6 +16,7 @@ from apitest_helpers import kdd_line, normal_values, synthetic_kdd, upload
 
 from server import analysis as analysis_module
 from server import responses
+from utils import preprocessing
 from utils.metrics import evaluate
 from utils.model_store import load_model
 from utils.preprocessing import read_records
@@ -389,7 +390,8 @@ def test_each_request_logs_one_json_line(client, labeled_upload, log_lines):
     assert line["model_version"] == response.get_json()["summary"]["model_version"]
 
 
-def test_scoring_on_several_threads_matches_one_thread(model_dir):
+def test_scoring_on_several_threads_matches_one_thread(model_dir, monkeypatch):
+    monkeypatch.setattr(preprocessing, "_MIN_PIECE_BYTES", 1)  # cut even this small file
     data = synthetic_kdd(700, 300, seed=12)
     model = load_model(model_dir)
     runs = {threads: list(iter_scored_chunks(model, data, chunk_rows=400, threads=threads))

@@ -24,6 +24,23 @@ def test_one_thread_runs_on_the_calling_thread():
     assert list(ordered_map(lambda _: threading.get_ident(), range(3), threads=1)) == [caller] * 3
 
 
+def test_a_single_item_runs_on_the_calling_thread_whatever_the_thread_count():
+    caller = threading.get_ident()
+    assert list(ordered_map(lambda _: threading.get_ident(), [0], threads=4)) == [caller]
+
+
+def test_a_source_failing_after_one_item_still_gives_that_item_first():
+    def source():
+        yield 7
+        raise ValueError("source broke")
+
+    got = []
+    with pytest.raises(ValueError, match="source broke"):
+        for result in ordered_map(slow_identity, source(), threads=2):
+            got.append(result)
+    assert got == [7]
+
+
 def test_work_really_runs_on_other_threads():
     caller = threading.get_ident()
     seen = set(ordered_map(lambda _: threading.get_ident(), range(8), threads=2))
