@@ -1,8 +1,9 @@
 """Scoring on every core: an ordered, bounded map over a small thread pool.
 
 Parsing (pandas' C tokenizer) and the distance products (BLAS) release the GIL, so threads
-scale on the parts that cost: measured on the 2-core machine, KDDTest+ in two pieces on two
-threads takes 56 ms against 89 ms on one (docs/MODEL.md, "Speed"). BLAS is limited to one
+help on the parts that cost: measured on the 2-core machine, KDDTest+ end to end takes
+65-75 ms on two threads against 82-88 ms on one; pandas bookkeeping and numpy's reduceat hold
+the GIL and cap the gain (docs/MODEL.md, "Speed"). BLAS is limited to one
 thread per call in any process that scores this way: its own threads only compete with ours,
 and for the small products of scoring they were slower even alone (104 ms against 89 ms).
 """
