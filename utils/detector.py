@@ -15,6 +15,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
@@ -22,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 SEVERITY_LEVELS = ("Normal", "Low", "Medium", "High", "Critical")
 _EPS = 1e-12
 _BLOCK_ROWS = 128
+_BIAS_SLOTS = 4  # one-hot patterns per product block; each adds one column to the product
 
 
 class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
@@ -179,40 +181,50 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
         # hold -2c (exact: a power of two), so x @ w + |c|^2 is |x - c|^2 - |x|^2 directly.
         centers = np.vstack([e.cluster_centers_ for e in self.estimators_]).astype(np.float32)
         split = self.n_dense_features if self.n_dense_features is not None else centers.shape[1]
-        self._dense_w = np.ascontiguousarray(-2.0 * centers[:, :split].T)
+        # a dense column that is 0 in every centroid adds exactly 0 to every product: skip it
+        self._dense_columns = np.flatnonzero(np.any(centers[:, :split] != 0, axis=0))
+        self._dense_w = np.ascontiguousarray(-2.0 * centers[:, self._dense_columns].T)
         self._pattern_w = np.ascontiguousarray(-2.0 * centers[:, split:].T)
         self._center_sq = (centers.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
         bounds = np.cumsum([0] + [len(e.cluster_centers_) for e in self.estimators_])
         self._segment_starts = bounds[:-1]
-        self._pattern_keys = np.random.RandomState(0).standard_normal(self._pattern_w.shape[0])
+        self._pattern_keys = np.random.RandomState(0).standard_normal(
+            self._pattern_w.shape[0]).astype(np.float32)
 
     def _model_distances(self, X: np.ndarray) -> np.ndarray:
         """Euclidean distance to the nearest centroid of each model, shape (n, n_models).
 
-        Rows sharing a one-hot pattern share that part of every centroid product: it is
-        computed once per pattern (with |c|^2) and added as a bias, so the product per row
-        covers the dense columns alone. Every product has the same shape (_BLOCK_ROWS rows,
-        the last block padded): BLAS picks its kernel by shape, and a row's float32 result
-        would otherwise depend on which rows share its batch (measured on OpenBLAS: blocks
-        of 2-30 rows round differently). So a record scores the same in any file, chunk or
-        thread split. Blocks of 128 rows also keep each product in cache.
+        Rows sharing a one-hot pattern share that part of every centroid product (with |c|^2):
+        it is computed once per pattern as a bias row. Rows are sorted by pattern and taken
+        in blocks of at most _BLOCK_ROWS rows and _BIAS_SLOTS patterns; each row carries a
+        1 in its pattern's slot column, so one product adds the dense part and the bias
+        (no separate pass over the block). Every product has the same shape (the last block
+        padded): BLAS picks its kernel by shape, and a row's float32 result would otherwise
+        depend on which rows share its batch (measured on OpenBLAS: blocks of 2-30 rows round
+        differently). So a record scores the same in any file, chunk or thread split.
         """
         X = np.asarray(X, dtype=np.float32)
-        split = self._dense_w.shape[0]
+        split = X.shape[1] - len(self._pattern_w)
+        width = len(self._dense_w)
         patterns, inverse = _one_hot_patterns(X[:, split:], self._pattern_keys)
         bias = np.vstack([product for _, _, product in _block_products(patterns, self._pattern_w)])
         bias += self._center_sq
-        # rows sorted by pattern: a block holds a few runs, each gets its bias row broadcast
-        # (no gathered copy, and numpy's add releases the GIL, which its gather does not)
         order = np.argsort(inverse, kind="stable")
         pattern_of = inverse[order]
-        runs = np.flatnonzero(np.diff(pattern_of)) + 1
+        dense = np.take(np.take(X, self._dense_columns, axis=1), order, axis=0)
+        run_starts = np.flatnonzero(np.diff(pattern_of)) + 1
+        block = np.zeros((_BLOCK_ROWS, width + _BIAS_SLOTS), dtype=np.float32)
+        weights = np.zeros((width + _BIAS_SLOTS, bias.shape[1]), dtype=np.float32)
+        weights[:width] = self._dense_w
         nearest = np.empty((len(X), len(self._segment_starts)), dtype=np.float64)
-        for lo, hi, product in _block_products(X[order, :split], self._dense_w):
-            cuts = runs[np.searchsorted(runs, lo, side="right"):np.searchsorted(runs, hi)]
-            for a, b in itertools.pairwise([lo, *cuts.tolist(), hi]):
-                product[a - lo:b - lo] += bias[pattern_of[a]]
-            nearest[lo:hi] = np.minimum.reduceat(product, self._segment_starts, axis=1)
+        for lo, hi, runs in _pattern_blocks(run_starts, len(X)):
+            block[: hi - lo, :width] = dense[lo:hi]
+            block[:, width:] = 0.0
+            for slot, (a, b) in enumerate(runs):
+                block[a - lo:b - lo, width + slot] = 1.0
+                weights[width + slot] = bias[pattern_of[a]]
+            product = block @ weights
+            nearest[lo:hi] = np.minimum.reduceat(product[: hi - lo], self._segment_starts, axis=1)
         out = np.empty_like(nearest)
         out[order] = nearest
         out += np.einsum("ij,ij->i", X, X, dtype=np.float64)[:, None]
@@ -221,7 +233,8 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
     def _combine(self, distances: np.ndarray) -> np.ndarray:
         return np.exp(np.log(distances / self.scales_ + _EPS).mean(axis=1))
 
-    _CACHES = ("_dense_w", "_pattern_w", "_center_sq", "_segment_starts", "_pattern_keys")
+    _CACHES = ("_dense_columns", "_dense_w", "_pattern_w", "_center_sq", "_segment_starts",
+               "_pattern_keys")
 
     def __getstate__(self) -> dict:
         # derived from estimators_ on load: keeps the model file small
@@ -237,15 +250,34 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
 def _one_hot_patterns(tail: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of ``tail`` and each row's index among them.
 
-    A random projection finds them in one pass (KDDTest+ has 99 one-hot patterns in 22,544
-    rows); if it ever merged two different rows, the exact (slower) row sort decides.
+    A random projection, hashed, finds them in one pass (KDDTest+ has 99 one-hot patterns in
+    22,544 rows); if it ever merged two different rows, the exact (slower) row sort decides.
     """
-    _, first, inverse = np.unique(tail.astype(np.float64) @ keys, return_index=True,
-                                  return_inverse=True)
-    if np.array_equal(tail[first][inverse], tail):
-        return tail[first], inverse
+    codes, uniques = pd.factorize(tail @ keys)
+    first = np.empty(len(uniques), dtype=np.intp)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    patterns = tail[first]
+    if np.array_equal(patterns[codes], tail):
+        return patterns, codes
     patterns, inverse = np.unique(tail, axis=0, return_inverse=True)
     return patterns, inverse.reshape(-1)
+
+
+def _pattern_blocks(
+    run_starts: np.ndarray, n_rows: int
+) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """Consecutive blocks (lo, hi, runs) over rows sorted by pattern.
+
+    A block has at most _BLOCK_ROWS rows and at most _BIAS_SLOTS runs (a run: rows of one
+    pattern, starting at 0 or at an entry of ``run_starts``); ``runs`` are its (start, stop).
+    """
+    lo = 0
+    while lo < n_rows:
+        following = int(np.searchsorted(run_starts, lo, side="right"))
+        cuts = run_starts[following:following + _BIAS_SLOTS].tolist()
+        hi = min(lo + _BLOCK_ROWS, cuts[-1] if len(cuts) == _BIAS_SLOTS else n_rows)
+        yield lo, hi, list(itertools.pairwise([lo, *[cut for cut in cuts if cut < hi], hi]))
+        lo = hi
 
 
 def _block_products(A: np.ndarray, W: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:

@@ -1,11 +1,21 @@
+import itertools
+
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from utils.detector import SEVERITY_LEVELS, KMeansEnsembleDetector
+from utils.detector import (
+    _BIAS_SLOTS,
+    _BLOCK_ROWS,
+    SEVERITY_LEVELS,
+    KMeansEnsembleDetector,
+    _pattern_blocks,
+)
 from utils.model_store import load_model
 from utils.preprocessing import read_records
 
@@ -134,6 +144,43 @@ def test_rows_the_pattern_hash_would_merge_are_still_scored_exactly(grouped, mon
     expected = grouped._model_distances(X)
     monkeypatch.setattr(grouped, "_pattern_keys", np.zeros_like(grouped._pattern_keys))
     np.testing.assert_allclose(grouped._model_distances(X), expected, rtol=1e-6)
+
+
+def test_distances_stay_exact_with_many_small_patterns_and_a_column_no_centroid_uses():
+    """Blocks then end at the pattern-slot limit, not the row limit; and a dense column that
+    is 0 in every centroid (skipped in the product) still counts for a row that is not 0."""
+    rng = np.random.RandomState(3)
+
+    def data(n):
+        a = np.eye(6)[rng.randint(0, 6, size=n)] * 2
+        b = np.eye(7)[rng.randint(0, 7, size=n)] * 2
+        return np.hstack([rng.normal(0, 1, size=(n, 3)), np.zeros((n, 1)), a, b])
+
+    det = KMeansEnsembleDetector(n_clusters=(4, 7), n_dense_features=4, random_state=0)
+    det.fit(data(1500))
+    assert list(det._dense_columns) == [0, 1, 2]
+    X = data(260)  # 42 possible patterns, about 6 rows each
+    X[:, 3] = rng.normal(0, 1, size=len(X))
+    np.testing.assert_allclose(det._model_distances(X), brute_force_distances(det, X),
+                               rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=40))
+def test_pattern_blocks_cover_the_rows_in_order_within_row_and_slot_limits(run_lengths):
+    run_starts = np.cumsum(run_lengths)[:-1]
+    n_rows = int(np.sum(run_lengths))
+    starts = {0, *run_starts.tolist()}
+    expected_lo = 0
+    for lo, hi, runs in _pattern_blocks(run_starts, n_rows):
+        assert lo == expected_lo and 0 < hi - lo <= _BLOCK_ROWS
+        assert 1 <= len(runs) <= _BIAS_SLOTS
+        assert runs[0][0] == lo and runs[-1][1] == hi
+        for (_, b), (c, _) in itertools.pairwise(runs):
+            assert b == c and c in starts  # a run boundary inside a block is a pattern change
+        assert not any(a < start < b for a, b in runs for start in starts)
+        expected_lo = hi
+    assert expected_lo == n_rows
 
 
 @pytest.fixture(scope="module")
