@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SIZES: tuple[int, ...] = (1_000, 10_000, 22_544, 125_000, 500_000)
-REPEATS = 3
+REPEATS = 10  # best of up to 10, as test_performance.py: on a shared VM single runs vary 10%+
+MIN_REPEATS = 3
+REPEAT_BUDGET_SECONDS = 5.0  # after MIN_REPEATS runs, stop once this much time is spent
 SLOW_RUN_SECONDS = 45.0  # a run slower than this is not repeated (the 500k size on a busy box)
 LINEARITY_SMALL, LINEARITY_LARGE, LINEARITY_MAX_RATIO = 22_544, 500_000, 25.0
 CHILD_TIMEOUT = 600
@@ -63,7 +65,11 @@ def _reset_peak_rss() -> bool:
 
 
 def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int = REPEATS) -> dict:
-    """Model load time, then the best of ``repeats`` end-to-end runs on ``rows`` rows."""
+    """Model load time, then the best of up to ``repeats`` end-to-end runs on ``rows`` rows.
+
+    Small inputs get all ``repeats`` runs; large ones stop after MIN_REPEATS once
+    REPEAT_BUDGET_SECONDS are spent, so the report stays well under 15 minutes.
+    """
     import resource
 
     from utils.model_store import load_model
@@ -83,7 +89,8 @@ def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int =
         cpu_runs.append(time.process_time() - cpu_started)
         if scored != rows:
             raise RuntimeError(f"scored {scored} rows, expected {rows}")
-        if runs[-1] > SLOW_RUN_SECONDS:
+        if runs[-1] > SLOW_RUN_SECONDS or (
+                len(runs) >= MIN_REPEATS and sum(runs) > REPEAT_BUDGET_SECONDS):
             break
     peak = _rss_kib("VmHWM") if peak_reset else None
     if peak is None:  # whole-process peak instead (includes building the input)

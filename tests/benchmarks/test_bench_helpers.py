@@ -3,9 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO_ROOT
 
+import benchmarks.throughput as throughput
 from benchmarks.quality import thin_roc
-from benchmarks.throughput import linearity, repeated_payload
+from benchmarks.throughput import linearity, measure_one_size, repeated_payload
 from benchmarks.zeek_bench import read_conns, subset, synthetic_log, temporal_split
 from utils.preprocessing import ParsedRecords
 
@@ -23,6 +25,16 @@ def test_repeated_payload_has_exactly_the_rows_asked_for(rows):
     payload = repeated_payload(lines, rows)
     assert payload.count(b"\n") == rows
     assert payload.split(b"\n")[:rows] == [lines[i % 3] for i in range(rows)]
+
+
+def test_small_inputs_get_every_repeat_and_large_ones_stop_at_the_time_budget(
+        kdd_test_path, monkeypatch):
+    small = measure_one_size(50, kdd_test_path, REPO_ROOT / "models", repeats=6)
+    assert len(small["runs_seconds"]) == 6
+    assert small["best_seconds"] == min(small["runs_seconds"])
+    monkeypatch.setattr(throughput, "REPEAT_BUDGET_SECONDS", 0.0)
+    budgeted = measure_one_size(50, kdd_test_path, REPO_ROOT / "models", repeats=6)
+    assert len(budgeted["runs_seconds"]) == throughput.MIN_REPEATS
 
 
 def test_linearity_ratio_and_verdict():
