@@ -16,22 +16,23 @@ def known_label_mask(labels: pd.Series) -> np.ndarray:
     return labels.notna().to_numpy()
 
 
-def is_attack(labels: pd.Series) -> np.ndarray:
-    """True for attack labels, False for normal (unknown labels must be filtered first)."""
-    return (labels.astype(str) != NORMAL_LABEL).to_numpy()
-
-
 def categories(labels: pd.Series) -> np.ndarray:
     """Per row: "Normal", "DoS", "Probe", "R2L", "U2R" or "Unknown" (labels must be known)."""
-    lookup = {value: attack_category(value) for value in pd.unique(labels.astype(str))}
-    return labels.astype(str).map(lookup).to_numpy(dtype=object)
+    codes, uniques = _factorize(labels)
+    return np.array([attack_category(value) for value in uniques], dtype=object)[codes]
+
+
+def _factorize(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes and distinct labels (as str): per-label work then runs once per distinct label."""
+    codes, uniques = pd.factorize(labels.to_numpy(dtype=object))
+    return codes, [str(value) for value in uniques]
 
 
 def evaluate(labels: pd.Series, is_anomaly: np.ndarray, scores: np.ndarray) -> dict:
     """Accuracy, precision, recall, F1 (fractions), AUROC, confusion matrix, per category."""
     known = known_label_mask(labels)
-    known_labels = labels[known]
-    y = is_attack(known_labels)
+    codes, uniques = _factorize(labels[known])
+    y = np.array([value != NORMAL_LABEL for value in uniques], dtype=bool)[codes]
     pred = np.asarray(is_anomaly, dtype=bool)[known]
     tp = int(np.sum(pred & y))
     fp = int(np.sum(pred & ~y))
@@ -43,16 +44,17 @@ def evaluate(labels: pd.Series, is_anomaly: np.ndarray, scores: np.ndarray) -> d
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     both_classes = 0 < y.sum() < len(y)
     auroc = float(roc_auc_score(y, np.asarray(scores)[known])) if both_classes else None
-    cats = categories(known_labels)
-    by_category = {}
-    for name in ATTACK_CATEGORY_ORDER:
-        rows = cats == name
-        if rows.any():
-            detected = int(pred[rows].sum())
-            by_category[name] = {
-                "total": int(rows.sum()), "detected": detected,
-                "rate": detected / int(rows.sum()),
-            }
+    order = list(ATTACK_CATEGORY_ORDER)
+    slot = {name: i for i, name in enumerate(order)}  # "Normal" counts in the extra slot
+    row_slot = np.array([slot.get(attack_category(value), len(order)) for value in uniques],
+                        dtype=np.intp)[codes]
+    totals = np.bincount(row_slot, minlength=len(order) + 1)
+    detected = np.bincount(row_slot, weights=pred, minlength=len(order) + 1)
+    by_category = {
+        name: {"total": int(totals[i]), "detected": int(detected[i]),
+               "rate": int(detected[i]) / int(totals[i])}
+        for i, name in enumerate(order) if totals[i]
+    }
     return {
         "accuracy": (tp + tn) / total if total else 0.0,
         "precision": precision, "recall": recall, "f1": f1, "auroc": auroc,

@@ -35,3 +35,14 @@ def test_unknown_attack_names_count_as_attacks_in_an_unknown_category():
     m = evaluate(pd.Series(["normal", "cc"]), np.array([False, True]), np.array([0.0, 1.0]))
     assert m["detection_rate_by_category"]["Unknown"]["detected"] == 1
     assert m["recall"] == 1.0
+
+
+def test_only_categories_present_are_reported_and_no_known_label_gives_empty_figures():
+    m = evaluate(pd.Series(["normal", "ipsweep", "ipsweep"]), np.array([False, True, False]),
+                 np.array([0.0, 1.0, 0.5]))
+    assert m["detection_rate_by_category"] == {
+        "Probe": {"total": 2, "detected": 1, "rate": 0.5}}
+    empty = evaluate(pd.Series([pd.NA, pd.NA], dtype=object), np.array([True, False]),
+                     np.array([1.0, 0.0]))
+    assert empty["labeled_samples"] == 0 and empty["detection_rate_by_category"] == {}
+    assert empty["auroc"] is None
