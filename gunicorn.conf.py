@@ -5,6 +5,7 @@ worker, default 4), PORT (default 5000), GUNICORN_TIMEOUT (seconds, default 120)
 docs/CONFIG.md.
 """
 
+import gc
 import os
 
 # One BLAS thread per scoring call: requests already run in parallel (workers x threads) on a
@@ -29,3 +30,15 @@ loglevel = "info"
 # gunicorn's runtime control socket (gunicornc) is not used; its default path is shared by every
 # gunicorn of the user, so several servers on one machine (tests, make run) would collide.
 control_socket_disable = True
+
+
+def pre_fork(server: object, worker: object) -> None:
+    """Freeze what the master has loaded (the app, the model, the libraries) before forking.
+
+    The cyclic GC then skips those objects in the workers. Measured over 80 KDDTest+ requests
+    to 2 workers: 5 full collections of 54-93 ms each, added to whichever request they fell
+    on, against 0.5 ms with the master's ~135,000 objects frozen. Also, the workers no longer
+    write to the shared pages the GC would otherwise touch.
+    """
+    gc.collect()
+    gc.freeze()
