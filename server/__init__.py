@@ -16,6 +16,7 @@ from flask_cors import CORS
 from server import errors, model_holder, request_log, retrain, uploads
 from server.config import load_config, max_content_length
 from server.info import bp as info_bp
+from server.json_provider import OrjsonProvider
 from server.predict import MODEL_VERSION_HEADER
 from server.predict import bp as predict_bp
 
@@ -33,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["MAX_CONTENT_LENGTH"] is None:
         app.config["MAX_CONTENT_LENGTH"] = max_content_length(app.config["MAX_UPLOAD_MB"])
     app.config["STARTED_AT"] = time.monotonic()
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False  # keep the documented key order
 
     request_log.init_app(app)
