@@ -64,8 +64,11 @@ class KDDFeatureTransformer(TransformerMixin, BaseEstimator):
         logged = z[:, self.log_mask_]
         np.maximum(logged, 0.0, out=logged)
         z[:, self.log_mask_] = np.log1p(logged, out=logged)
-        z -= self.mean_
-        z /= self.scale_
+        # a value near the float64 limit in a column without log1p overflows to inf here; the
+        # clip below makes it +clip like any other extreme value, so the warning is noise
+        with np.errstate(over="ignore"):
+            z -= self.mean_
+            z /= self.scale_
         np.clip(z, -self.clip, self.clip, out=z)
         out = np.zeros((len(X), len(self.output_feature_names_)), dtype=np.float32)
         out[:, : self.n_numeric_] = z

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,6 +54,16 @@ def test_heavy_tailed_columns_are_logged_and_everything_is_clipped():
     X = t.transform(huge)
     assert np.isfinite(X).all()
     assert X[:, : len(NUMERIC_FEATURES)].max() <= 5.0
+
+
+def test_a_value_near_the_float_limit_in_an_unlogged_column_clips_without_a_warning():
+    column = "serror_rate"  # a rate: never above 1 in training, so not logged
+    t = KDDFeatureTransformer(clip=5.0).fit(frame(**{column: np.tile([0.0, 0.1], 25)}))
+    assert not t.log_mask_[list(NUMERIC_FEATURES).index(column)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X = t.transform(frame(1, **{column: np.array([1.7e308])}))
+    assert X[0, list(NUMERIC_FEATURES).index(column)] == 5.0
 
 
 def test_output_sources_group_one_hot_columns_by_input_feature():
