@@ -82,8 +82,8 @@ def run_quality(train_path: Path, test_path: Path, model_version: str | None = N
     detectors.append(_entry(
         "ours", f"K-means ensemble (k={','.join(map(str, DEFAULT_N_CLUSTERS))})",
         "utils.training.train, default settings, seed 0: the K-means models see 80% of the "
-        "fit rows, 20% calibrate the scores; geometric mean of calibrated nearest-centroid "
-        "distances", data, card["training_data"]["fit_rows"],
+        "fit rows, 20% calibrate the scores; geometric mean (models weighted by k^2) of "
+        "calibrated nearest-centroid distances", data, card["training_data"]["fit_rows"],
         training_seconds, result.validation_scores[known], float(ensemble.threshold_),
         THRESHOLD_RULE, test_scores, test_scores > ensemble.threshold_))
 

@@ -44,6 +44,7 @@ def model_info() -> Response:
     body = {"success": True, "model_version": model.version}
     body |= {name: model.card.get(name) for name in CARD_FIELDS}
     body["n_models"] = len(model.detector.estimators_)
+    body["model_weights"] = model.detector.model_weights_.tolist()  # also for older cards
     body["threshold"] = float(model.detector.threshold_)
     response = jsonify(body)
     response.headers[MODEL_VERSION_HEADER] = model.version

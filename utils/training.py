@@ -126,13 +126,15 @@ def train(
                            val_scores)
     created = utc_now()
     digest = hashlib.sha256(np.concatenate(
-        [e.cluster_centers_.ravel() for e in detector.estimators_]).tobytes()).hexdigest()
+        [e.cluster_centers_.ravel() for e in detector.estimators_]
+        + [detector.model_weights_]).tobytes()).hexdigest()
     card = {
         "model_version": new_version(created, digest),
         "created_at": created.isoformat().replace("+00:00", "Z"),
         "input_kind": records.input_kind,
         "n_models": len(detector.estimators_),
         "k_values": [int(k) for k in n_clusters],
+        "model_weights": [float(w) for w in detector.model_weights_],
         "random_state": random_state,
         "threshold": detector.threshold_,
         "threshold_rule": rule,

@@ -80,6 +80,8 @@ def test_model_info_passes_the_model_card_through(client, model_dir):
                 "validation_metrics", "library_versions", "input_kind"):
         assert body[key] == card[key], key
     assert body["n_models"] == 3 == len(body["k_values"])
+    assert body["model_weights"] == pytest.approx(card["model_weights"])
+    assert sum(body["model_weights"]) == pytest.approx(1.0)
     assert body["threshold"] == pytest.approx(card["threshold"])
     assert 0 <= body["validation_metrics"]["accuracy"] <= 1  # fractions, as stored
     assert response.headers["X-Model-Version"] == card["model_version"]

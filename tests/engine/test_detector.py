@@ -104,6 +104,34 @@ def test_wrong_feature_count_is_refused(fitted):
         fitted.anomaly_score(np.zeros((2, 3)))
 
 
+def test_finer_models_weigh_more_in_proportion_to_k_squared(fitted):
+    k = np.array([4, 6, 8, 10, 12], dtype=float)
+    np.testing.assert_allclose(fitted.model_weights_, k**2 / np.sum(k**2))
+    X = blobs(30, seed=5)
+    ratios = fitted._model_distances(X) / fitted.scales_
+    np.testing.assert_allclose(fitted.anomaly_score(X),
+                               np.exp(np.log(ratios + 1e-12) @ fitted.model_weights_))
+
+
+def test_weight_power_zero_is_the_plain_geometric_mean():
+    det = KMeansEnsembleDetector(n_clusters=(3, 5), weight_power=0.0, random_state=0).fit(blobs())
+    X = blobs(20, seed=6)
+    ratios = det._model_distances(X) / det.scales_
+    np.testing.assert_allclose(det.anomaly_score(X), np.exp(np.log(ratios + 1e-12).mean(axis=1)))
+
+
+def test_a_model_saved_before_weights_existed_loads_and_scores_as_it_was_calibrated(fitted):
+    """Such a file has neither weight_power nor model_weights_: plain geometric mean."""
+    state = fitted.__getstate__()
+    del state["weight_power"], state["model_weights_"]
+    old = KMeansEnsembleDetector.__new__(KMeansEnsembleDetector)
+    old.__setstate__(state)
+    assert old.get_params()["weight_power"] == 0.0
+    X = blobs(20, seed=7)
+    ratios = old._model_distances(X) / old.scales_
+    np.testing.assert_allclose(old.anomaly_score(X), np.exp(np.log(ratios + 1e-12).mean(axis=1)))
+
+
 # Scores are computed in float32 (for speed); BLAS may round a row differently depending on
 # the batch it is in, at the 1e-7 level, which this exact-equality check does not allow.
 @parametrize_with_checks([KMeansEnsembleDetector(n_clusters=(2, 3))])
