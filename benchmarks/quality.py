@@ -80,7 +80,7 @@ def run_quality(train_path: Path, test_path: Path, model_version: str | None = N
     known = data.val_cats != "Unlabeled"
     test_scores = ensemble.anomaly_score(transformer.transform(data.test.features))
     detectors.append(_entry(
-        "ours", f"K-means ensemble (k={','.join(map(str, DEFAULT_N_CLUSTERS))})",
+        "ours", f"K-means ensemble (k={','.join(map(str, DEFAULT_N_CLUSTERS))}; weights ∝ k²)",
         "utils.training.train, default settings, seed 0: the K-means models see 80% of the "
         "fit rows, 20% calibrate the scores; geometric mean (models weighted by k^2) of "
         "calibrated nearest-centroid distances", data, card["training_data"]["fit_rows"],

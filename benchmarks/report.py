@@ -132,7 +132,7 @@ def _summary_section(results: dict) -> list[str]:
 def _quality_section(quality: dict, plots: dict) -> list[str]:
     p = quality["protocol"]
     t = quality["training"]
-    same = ("yes (same cluster centres digest)" if t.get("same_as_committed")
+    same = ("yes (same digest of cluster centres and model weights)" if t.get("same_as_committed")
             else f"no (committed {t.get('committed_model_version')}, "
                  f"fresh {t.get('model_version')})")
     lines = [
