@@ -77,15 +77,15 @@ def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, An
     columns["votes"] = model_votes.sum(axis=1).tolist()
     columns["model_votes"] = model_votes.tolist()
     for name in ANOMALY_FEATURES:
-        columns[name] = [json_value(v) for v in features[name].tolist()]
+        columns[name] = json_column(features[name].to_numpy())
     if analysis.labels is not None:
         labels = analysis.labels.to_numpy(dtype=object)[index]
-        columns["label"] = [json_value(v) for v in labels]
+        columns["label"] = json_column(labels)
     columns["top_features"] = explain(model, features)
     if analysis.identity is not None:
         identity = analysis.identity.iloc[index]
         for name in identity.columns:
-            columns[str(name)] = [json_value(v) for v in identity[name].tolist()]
+            columns[str(name)] = json_column(identity[name].to_numpy())
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
@@ -164,6 +164,22 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
         return "'" + value
     return value
+
+
+def json_column(values: np.ndarray) -> list:
+    """``[json_value(v) for v in values]``, without the per-value checks where the dtype makes
+    them unnecessary (a float column, or text that is all str): 1,000 rows x 6 columns per
+    /api/predict answer."""
+    if values.dtype.kind == "f":
+        floats = values.astype(np.float64)
+        whole = np.isfinite(floats) & (floats == np.floor(floats)) & (np.abs(floats) < 2**53)
+        if whole.all():
+            return floats.astype(np.int64).tolist()
+        if np.isfinite(floats).all() and not whole.any():
+            return floats.tolist()
+    elif values.dtype == object and all(type(value) is str for value in values):
+        return values.tolist()
+    return [json_value(value) for value in values.tolist()]
 
 
 def json_value(value: Any) -> Any:
