@@ -138,6 +138,8 @@ class Gunicorn(ServerProcess):
                          start_timeout=start_timeout, ready_status=ready_status)
         if "ANOMALYZE_ADMIN_TOKEN" not in env:
             self.env.pop("ANOMALYZE_ADMIN_TOKEN", None)
+        data_dir = settings.get("ANOMALYZE_DATA_DIR")
+        self.data_dir = Path(data_dir) if data_dir else None  # where uploads and the registry go
         self.start()
         try:
             self.worker_pids()

@@ -44,7 +44,6 @@ def server(model_dir, tmp_path_factory) -> Iterator[Gunicorn]:
     server = Gunicorn(root, {
         "ANOMALYZE_MODEL_DIR": str(root / "model"), "ANOMALYZE_DATA_DIR": str(root / "data"),
         "FLASK_DEBUG": "1", "FLASK_ENV": "development"})
-    server.data_dir = root / "data"
     try:
         yield server
     finally:

@@ -140,7 +140,6 @@ def server(tmp_path_factory):
         "ANOMALYZE_DATA_DIR": str(root / "data"),
         "ANOMALYZE_RETRAIN_THRESHOLD": "100000",  # no retrain starts during the load
         "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4"})
-    server.data_dir = root / "data"
     try:
         yield server
     finally:
