@@ -1,7 +1,10 @@
-"""The frontend app factory and the module-level `app` that gunicorn and Vercel serve.
+"""The frontend's app factory; `api/index.py` builds the app that gunicorn and Vercel serve.
 
-The factory only wires things together: settings from the environment (api/config.py),
-overridden by the caller's `config` (tests pass a fake sleep/clock and a test API URL).
+Nothing here runs at import, so importing the factory never reads the environment. The
+factory only wires things together, from the configuration it is given: with no
+`test_config`, the `ANOMALYZE_*` environment variables (api/config.py, parsed once, a bad
+value stops the start naming it); with one, the documented defaults overridden by it (tests
+pass a fake sleep/clock and a test API URL), and the environment is not read at all.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from api import analysis, api_client, errors, pages, security
 from api.config import load_config, max_content_length
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.from_mapping(load_config())
-    if config:
-        app.config.update(config)
+    if test_config is None:
+        app.config.from_mapping(load_config())
+    else:
+        app.config.from_mapping(load_config({}))
+        app.config.from_mapping(test_config)
     app.config["MAX_CONTENT_LENGTH"] = max_content_length(app.config["MAX_UPLOAD_MB"])
     errors.init_app(app)
     security.init_app(app)
@@ -29,11 +34,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-app = create_app()
-
-
 def main() -> None:
     """Flask's development server on 127.0.0.1:$PORT (production uses gunicorn)."""
+    app = create_app()
     app.run(host="127.0.0.1", port=app.config["PORT"])
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from api.app_vercel import create_app
 from api.config import load_config, max_content_length
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_when_the_environment_is_empty():
@@ -46,3 +53,36 @@ def test_app_reads_the_environment(monkeypatch):
     app = create_app()
     assert app.config["API_URL"] == "http://10.0.0.9:5000"
     assert app.config["MAX_CONTENT_LENGTH"] == max_content_length(10)
+
+
+def test_a_given_config_is_built_on_the_defaults_not_the_environment(monkeypatch):
+    monkeypatch.setenv("ANOMALYZE_API_URL", "http://10.0.0.9:5000")
+    monkeypatch.setenv("ANOMALYZE_TABLE_LIMIT", "7")
+    monkeypatch.setenv("ANOMALYZE_API_READ_TIMEOUT", "not-a-number")
+    app = create_app({"TESTING": True, "MAX_UPLOAD_MB": 10})
+    assert app.config["API_URL"] == load_config({})["API_URL"]
+    assert app.config["TABLE_LIMIT"] == load_config({})["TABLE_LIMIT"]
+    assert app.config["MAX_CONTENT_LENGTH"] == max_content_length(10)
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **env})
+
+
+def test_importing_the_factory_reads_no_environment():
+    result = _python("import api.app_vercel", ANOMALYZE_MAX_UPLOAD_MB="lots")
+    assert result.returncode == 0, result.stderr
+
+
+def test_served_app_is_built_from_the_environment():
+    result = _python("from api.index import app; print(app.config['TABLE_LIMIT'])",
+                     ANOMALYZE_TABLE_LIMIT="7")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "7"
+
+
+def test_served_app_does_not_start_with_a_bad_setting():
+    result = _python("import api.index", ANOMALYZE_MAX_UPLOAD_MB="lots")
+    assert result.returncode != 0
+    assert "ANOMALYZE_MAX_UPLOAD_MB" in result.stderr
