@@ -15,7 +15,7 @@ import requests
 from flask import Flask, current_app
 
 from api.errors import FrontendError, from_api_response
-from api.multipart import MultipartFileBody
+from api.multipart import file_body
 
 # Statuses a proxy in front of a starting server answers with; worth waiting out.
 WAKING_STATUSES = frozenset({502, 503, 504})
@@ -143,8 +143,7 @@ class ApiClient:
 
     def _post_file(self, filename: str, stream: BinaryIO, content_type: str | None,
                    params: dict[str, Any], *, stream_response: bool) -> requests.Response:
-        body = MultipartFileBody("file", filename, stream,
-                                 content_type or "application/octet-stream")
+        body = file_body("file", filename, stream, content_type)
         try:
             response = self.session.post(
                 f"{self.base_url}/api/predict", params=params, data=body,
