@@ -27,7 +27,6 @@ EXAMPLE_DIFFICULTY = "18"
 @bp.get("/")
 def index():
     return render_template("index.html", max_upload_mb=current_app.config["MAX_UPLOAD_MB"],
-                           table_limit=current_app.config["TABLE_LIMIT"],
                            severities=SEVERITIES)
 
 

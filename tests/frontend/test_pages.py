@@ -53,6 +53,19 @@ def test_upload_page_tells_the_script_the_size_limit(app, client):
     assert 'href="/format"' in html
 
 
+def test_every_setting_the_page_hands_its_scripts_is_read_by_them(client):
+    """A data-* attribute on <body> that no script reads is a setting that silently does
+    nothing (as an unread table limit once did)."""
+    page = parse(client.get("/").get_data(as_text=True))
+    body = next(attrs for tag, attrs in page.tags if tag == "body")
+    scripts = "".join(path.read_text() for path in STATIC_JS.glob("*.js"))
+    names = [name.removeprefix("data-") for name in body if name.startswith("data-")]
+    assert names
+    for name in names:
+        camel = re.sub(r"-([a-z])", lambda match: match.group(1).upper(), name)
+        assert f"dataset.{camel}" in scripts, f"data-{name} is never read"
+
+
 def test_upload_page_has_no_inline_script_or_style(client):
     page = parse(client.get("/").get_data(as_text=True))
     scripts = [attrs for tag, attrs in page.tags if tag == "script"]
