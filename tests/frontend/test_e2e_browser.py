@@ -459,3 +459,39 @@ def test_real_zeek_conn_logs_analyse_end_to_end_with_their_identity(page, fronte
     assert all("→" in hosts for hosts in column_texts(page, "Hosts"))
     assert page.locator("#metrics").is_visible()  # both samples carry labels
     page.screenshot(path=ARTIFACTS / f"e2e-10-zeek-{name.split('.')[0]}.png", full_page=True)
+
+
+# -- the page's own behaviour (the frontend's routes answered by the test itself) --------------
+
+MINIMAL_RESULT = {
+    "success": True, "has_labels": False, "metrics": None, "anomalies": [],
+    "score_histogram": {"bin_edges": [0, 1, 2], "counts": [3, 0], "threshold": 1.0},
+    "summary": {"total_samples": 3, "anomalies_detected": 0, "anomalies_returned": 0,
+                "severity_counts": {"Normal": 3}, "processing_time": 0.01,
+                "model_version": "v-test", "threshold": 1.0, "input_kind": "kdd",
+                "duplicate": False, "stored": True}}
+
+
+def answer_frontend_routes(page, *, retrain: dict | None = None,
+                           result: dict = MINIMAL_RESULT) -> None:
+    page.route("**/service-status*", lambda route: route.fulfill(
+        json={"success": True, "awake": True}))
+    page.route("**/model-panel", lambda route: route.fulfill(
+        json={"success": True, "model": {"model_version": "v-test"}, "retrain": retrain,
+              "retrain_available": retrain is not None}))
+    page.route("**/analyze", lambda route: route.fulfill(json=result))
+
+
+def test_model_panel_counts_the_uploads_that_trigger_a_retrain(page, offline_frontend_url):
+    """After a failed run the uploads stay pending, but the trigger starts again from 0."""
+    retrain = {"success": True, "pending_uploads": 10, "threshold": 10,
+               "uploads_since_retrain": 0, "queued_requests": 0, "running": False,
+               "last_runs": [{"id": 1, "outcome": "failed", "reason": "interrupted",
+                              "started_at": "2026-11-25T12:00:00Z",
+                              "finished_at": "2026-11-25T12:01:00Z"}]}
+    answer_frontend_routes(page, retrain=retrain)
+    page.goto(offline_frontend_url)
+    page.get_by_role("heading", name="Retraining").wait_for()
+    text = page.locator("#model-content").inner_text()
+    assert re.search(r"(?<!\d)0 of 10 new uploads", text), text
+    assert "10 of 10" not in text

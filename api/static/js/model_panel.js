@@ -29,13 +29,24 @@ function modelFacts(model) {
   ]);
 }
 
+// What the automatic trigger counts: new unique uploads since it last fired
+// (`uploads_since_retrain`), not the uploads still waiting to be learned from
+// (`pending_uploads`), which stay pending after a failed or rejected run.
+function nextRetrain(retrain) {
+  const threshold = Number(retrain.threshold);
+  const counted = threshold > 0
+    ? `${fmtInt(retrain.uploads_since_retrain)} of ${fmtInt(threshold)} new uploads needed`
+    : 'automatic retraining is off';
+  return Number(retrain.queued_requests) > 0 ? `a run is queued · ${counted}` : counted;
+}
+
 function retrainFacts(retrain) {
   const runs = Array.isArray(retrain.last_runs) ? retrain.last_runs : [];
   // The newest run by its ISO timestamp, whatever order the list comes in.
   const when = (run) => String(run.finished_at || run.started_at || '');
   const last = runs.reduce((newest, run) => (newest === null || when(run) > when(newest) ? run : newest), null);
   return definitionList([
-    ['Uploads waiting', `${fmtInt(retrain.pending_uploads)} of ${fmtInt(retrain.threshold)} needed to retrain`],
+    ['Next retrain', nextRetrain(retrain)],
     ['Running now', retrain.running ? 'yes' : 'no'],
     ['Last run', last ? `${fmtCell(last.outcome)} · ${fmtCell(last.finished_at || last.started_at)}` : 'none yet'],
     ['Reason', last && last.reason ? last.reason : null],
