@@ -495,3 +495,18 @@ def test_model_panel_counts_the_uploads_that_trigger_a_retrain(page, offline_fro
     text = page.locator("#model-content").inner_text()
     assert re.search(r"(?<!\d)0 of 10 new uploads", text), text
     assert "10 of 10" not in text
+
+
+def test_a_failed_csv_download_says_so_and_can_be_retried(page, offline_frontend_url):
+    page.add_init_script("URL.createObjectURL = () => { throw new Error('out of memory'); };")
+    answer_frontend_routes(page)
+    page.route("**/download.csv", lambda route: route.fulfill(
+        body="index,is_anomaly\n0,false\n", content_type="text/csv"))
+    analyse(page, offline_frontend_url, name="small.txt", data=b"0,tcp,http,SF\n")
+    button = page.get_by_role("button", name="Download results (CSV)")
+    button.click()
+    page.wait_for_function(
+        "() => !document.getElementById('download-status').textContent.startsWith('Preparing')",
+        timeout=10_000)
+    assert button.is_enabled()
+    assert "could not" in page.locator("#download-status").inner_text()

@@ -149,12 +149,19 @@ async function download() {
   const status = byId('download-status');
   const button = byId('download-button');
   button.disabled = true;
+  status.classList.remove('error-inline');
   status.textContent = 'Preparing the CSV… every record is analysed again on the server.';
   const stem = state.analysedFile.name.replace(/\.[^.]*$/, '') || 'anomalyze';
-  const result = await downloadCsv(state.analysedFile, `${stem}-results.csv`);
+  let result;
+  try {
+    result = await downloadCsv(state.analysedFile, `${stem}-results.csv`);
+  } catch {
+    result = { ok: false, message: 'The CSV could not be saved. Please try again.' };
+  } finally {
+    button.disabled = state.busy;
+  }
   status.textContent = result.ok ? 'The CSV has been downloaded.' : result.message;
   status.classList.toggle('error-inline', !result.ok);
-  button.disabled = false;
 }
 
 input.addEventListener('change', () => selectFile(input.files[0]));

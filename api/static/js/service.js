@@ -81,7 +81,12 @@ export async function downloadCsv(file, downloadName) {
   if (!response.ok) {
     return { ok: false, message: messageFor(response.status, await parseJson(response)) };
   }
-  const blob = await response.blob();
+  let blob;
+  try {
+    blob = await response.blob();
+  } catch {
+    return { ok: false, message: 'The download was interrupted: the connection to the server was lost.' };
+  }
   const url = URL.createObjectURL(blob);
   const link = document.createElement('a');
   link.href = url;
