@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -472,6 +473,47 @@ MINIMAL_RESULT = {
                 "duplicate": False, "stored": True}}
 
 
+# Every text a live region (aria-live, role=status or role=alert) takes, in order.
+RECORD_ANNOUNCEMENTS = """
+window.announced = [];
+window.statusTexts = 0;
+new MutationObserver((records) => {
+  for (const record of records) {
+    const node = record.target.nodeType === 1 ? record.target : record.target.parentElement;
+    if (node && node.closest('#status-text')) window.statusTexts += 1;
+    const region = node && node.closest('[aria-live], [role="status"], [role="alert"]');
+    const text = region ? region.textContent.replace(/\\s+/g, ' ').trim() : '';
+    if (text && window.announced[window.announced.length - 1] !== text) {
+      window.announced.push(text);
+    }
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
+# An XMLHttpRequest that reports 100 upload-progress events, one per task, then answers.
+FAKE_UPLOAD = """
+window.XMLHttpRequest = class extends EventTarget {
+  constructor() { super(); this.upload = new EventTarget(); this.status = 0; }
+  open() {}
+  setRequestHeader() {}
+  async send() {
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+    for (let i = 1; i <= 100; i += 1) {
+      await tick();
+      this.upload.dispatchEvent(new ProgressEvent('progress',
+        { lengthComputable: true, loaded: i * 1000, total: 100000 }));
+    }
+    await tick();
+    this.upload.dispatchEvent(new ProgressEvent('load'));
+    await tick();
+    this.status = 200;
+    this.responseText = JSON.stringify(%s);
+    this.dispatchEvent(new ProgressEvent('load'));
+  }
+};
+"""
+
+
 def answer_frontend_routes(page, *, retrain: dict | None = None,
                            result: dict = MINIMAL_RESULT) -> None:
     page.route("**/service-status*", lambda route: route.fulfill(
@@ -510,3 +552,26 @@ def test_a_failed_csv_download_says_so_and_can_be_retried(page, offline_frontend
         timeout=10_000)
     assert button.is_enabled()
     assert "could not" in page.locator("#download-status").inner_text()
+
+
+def test_upload_progress_is_announced_at_milestones_not_every_tick(page, offline_frontend_url):
+    page.add_init_script(RECORD_ANNOUNCEMENTS)
+    page.add_init_script(FAKE_UPLOAD % json.dumps(MINIMAL_RESULT))
+    answer_frontend_routes(page)
+    analyse(page, offline_frontend_url, name="small.txt", data=b"0,tcp,http,SF\n")
+    assert page.locator("#error").is_hidden()
+    assert page.evaluate("window.statusTexts") >= 100  # the visible text followed every tick
+    announced = page.evaluate("window.announced")
+    uploading = [text for text in announced if text.startswith("Uploading")]
+    assert uploading == ["Uploading… 0 %", "Uploading… 25 %", "Uploading… 50 %",
+                         "Uploading… 75 %"], announced
+    assert any(text.startswith("Upload complete") for text in announced), announced
+    assert len(announced) <= 10, announced
+
+
+def test_drop_zone_is_named_by_its_visible_text(page, offline_frontend_url):
+    page.goto(offline_frontend_url)
+    visible = page.locator("#drop-zone .drop-title").inner_text()
+    zone = page.get_by_role("button", name=visible, exact=True)
+    assert zone.count() == 1
+    assert zone.get_attribute("id") == "drop-zone"

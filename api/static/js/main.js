@@ -31,13 +31,28 @@ const table = new AnomalyTable({
   info: byId('page-info'),
 });
 
-function setStatus(text, mode) {
+// The visible status changes with every progress event; screen readers hear only what is
+// passed to announce(): each step, and the upload at a few milestones, never every tick.
+const UPLOAD_MILESTONES = [25, 50, 75];
+
+function announce(text) {
+  byId('status-announcement').textContent = text;
+}
+
+function setStatus(text, mode, { spoken = true } = {}) {
   const box = byId('status');
   box.dataset.mode = mode || '';
   byId('status-text').textContent = text;
   show(box, Boolean(text));
   show(progress, mode === 'uploading' || mode === 'analysing');
   if (mode === 'analysing') progress.removeAttribute('value');
+  if (spoken) announce(text);
+}
+
+// The milestone `percent` has just reached (coming from `previous`), or null.
+function uploadMilestone(previous, percent) {
+  const passed = UPLOAD_MILESTONES.filter((m) => previous < m && percent >= m && percent < 100);
+  return passed.length ? passed[passed.length - 1] : null;
 }
 
 function clearError() {
@@ -121,13 +136,18 @@ async function analyze() {
     }
     progress.value = 0;
     setStatus('Uploading… 0 %', 'uploading');
+    let shown = 0;
     const reply = await uploadFile('/analyze', file, {
       onProgress: (loaded, total) => {
         const percent = Math.round((loaded / total) * 100);
         progress.value = percent;
-        setStatus(`Uploading… ${percent} % (${fmtMegabytes(loaded)} of ${fmtMegabytes(total)})`, 'uploading');
+        setStatus(`Uploading… ${percent} % (${fmtMegabytes(loaded)} of ${fmtMegabytes(total)})`,
+          'uploading', { spoken: false });
+        const milestone = uploadMilestone(shown, percent);
+        if (milestone !== null) announce(`Uploading… ${milestone} %`);
+        shown = percent;
       },
-      onUploaded: () => setStatus('Analysing… every record is being scored by the model.', 'analysing'),
+      onUploaded: () => setStatus('Upload complete. Analysing… every record is being scored by the model.', 'analysing'),
     });
     setStatus('');
     if (!reply.ok) {
