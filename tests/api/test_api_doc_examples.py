@@ -1,0 +1,225 @@
+"""Every JSON example in docs/API.md has the keys of a real response, and only those.
+
+Each ```json block in docs/API.md follows a marker naming what it shows, such as
+`<!-- example: GET /health -->`. RESPONSES below produces that real response with the
+committed model through the Flask test client, and the two are compared key by key, all the
+way down. A new example needs its marker and an entry in RESPONSES; a new field in a response
+fails here until the docs show it.
+
+How an example is read:
+- an object lists exactly the response's keys, unless it holds a "…" key: then the keys it
+  lists must exist, and the response may have more;
+- in an array, "…" after a first item means "more of the same"; each documented item is
+  compared with the response's item at the same place (or its last, if it has fewer);
+- null on either side matches anything (which fields may be null is said in the prose);
+- otherwise both must be the same kind of JSON value (object, array, string, number, boolean).
+Enumerated values the response carries (outcome, error_type, ...) must be named in the docs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import create_app
+from tests.conftest import poll
+from utils.schema import FEATURE_NAMES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+API_DOC = REPO_ROOT / "docs" / "API.md"
+PLACEHOLDER = "…"
+EXAMPLE = re.compile(
+    r"^[ \t]*<!--[ \t]*example:[ \t]*(?P<case>[^\n]*?)[ \t]*-->[ \t]*\n"
+    r"[ \t]*```json[ \t]*\n(?P<body>.*?)\n[ \t]*```", re.MULTILINE | re.DOTALL)
+JSON_BLOCK = re.compile(r"^[ \t]*```json\b", re.MULTILINE)
+ENUMERATED_FIELDS = ("outcome", "triggered_by", "error_type", "severity", "input_kind")
+ADMIN_TOKEN = "docs-example-token"
+RETRAIN_TIMEOUT = 300.0
+
+
+def documented_examples() -> dict[str, Any]:
+    text = API_DOC.read_text()
+    return {match["case"]: json.loads(match["body"]) for match in EXAMPLE.finditer(text)}
+
+
+def kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
+
+
+def mismatches(documented: Any, real: Any, path: str = "$") -> list[str]:
+    """Where `real` departs from the `documented` example (the rules in the module doc)."""
+    if documented is None or real is None:
+        return []
+    if kind(documented) != kind(real):
+        return [f"{path}: documented as {kind(documented)}, the response has {kind(real)}"]
+    if isinstance(documented, dict):
+        listed = documented.keys() - {PLACEHOLDER}
+        found = [f"{path}.{key}: documented, not in the response"
+                 for key in sorted(listed - real.keys())]
+        if PLACEHOLDER not in documented:
+            found += [f"{path}.{key}: in the response, not documented"
+                      for key in sorted(real.keys() - listed)]
+        for key in sorted(listed & real.keys()):
+            found += mismatches(documented[key], real[key], f"{path}.{key}")
+        return found
+    if isinstance(documented, list):
+        items = [item for i, item in enumerate(documented) if i == 0 or item != PLACEHOLDER]
+        if items and not real:
+            return [f"{path}: documented with items, the response's array is empty"]
+        found = []
+        for i, item in enumerate(items):
+            found += mismatches(item, real[min(i, len(real) - 1)], f"{path}[{i}]")
+        return found
+    return []
+
+
+def enumerated_values(value: Any) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ENUMERATED_FIELDS and isinstance(item, str):
+                found.add((key, item))
+            found |= enumerated_values(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= enumerated_values(item)
+    return found
+
+
+# -- the real responses -----------------------------------------------------------------------
+
+
+def kdd_line(**values: str) -> str:
+    defaults = {"protocol_type": "tcp", "service": "http", "flag": "SF"}
+    return ",".join(values.get(name, defaults.get(name, "0")) for name in FEATURE_NAMES)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """The API on a snapshot of the committed model, its uploads in a temp folder."""
+    root = tmp_path_factory.mktemp("doc-examples")
+    model_dir = shutil.copytree(REPO_ROOT / "models", root / "models")
+    app = create_app({"TESTING": True, "MODEL_DIR": model_dir, "DATA_DIR": root / "data",
+                      "MODEL_CHECK_INTERVAL": 0.0})
+    return app.test_client()
+
+
+def health(request) -> tuple[int, Any]:
+    response = request.getfixturevalue("client").get("/health")
+    return response.status_code, response.get_json()
+
+
+def model_info(request) -> tuple[int, Any]:
+    response = request.getfixturevalue("client").get("/api/model-info")
+    return response.status_code, response.get_json()
+
+
+def predict_labelled_file(request) -> tuple[int, Any]:
+    path = request.getfixturevalue("kdd_test_path")
+    with path.open("rb") as handle:
+        response = request.getfixturevalue("client").post(
+            "/api/predict", data={"file": (handle, path.name)},
+            content_type="multipart/form-data")
+    return response.status_code, response.get_json()
+
+
+def predict_bad_value(request) -> tuple[int, Any]:
+    lines = [kdd_line()] * 16 + [kdd_line(src_bytes="abc")]
+    body = ("\n".join(lines) + "\n").encode()
+    response = request.getfixturevalue("client").post(
+        "/api/predict", data={"file": (io.BytesIO(body), "bad.txt")},
+        content_type="multipart/form-data")
+    return response.status_code, response.get_json()
+
+
+def retrain_status_after_a_run(request) -> tuple[int, Any]:
+    """The status after a real background retrain (POST /api/retrain) that was promoted.
+
+    The run is kept short through its documented settings: a 3,000-row training file and
+    small k; a tolerance of 1 promotes whatever it trains, so an archived version exists.
+    """
+    tmp_path = request.getfixturevalue("tmp_path")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    train_source = request.getfixturevalue("kdd_train20_path")
+    train_file = tmp_path / "train.txt"
+    with train_source.open() as source:
+        train_file.write_text("".join(line for _, line in zip(range(3000), source,
+                                                                strict=False)))
+    monkeypatch.setenv("ANOMALYZE_RETRAIN_TRAIN_FILE", str(train_file))
+    monkeypatch.setenv("ANOMALYZE_RETRAIN_K", "4,6,8")
+    monkeypatch.setenv("ANOMALYZE_RETRAIN_TOLERANCE", "1")
+    model_dir = shutil.copytree(REPO_ROOT / "models", tmp_path / "models")
+    app = create_app({"TESTING": True, "MODEL_DIR": model_dir, "DATA_DIR": tmp_path / "data",
+                      "MODEL_CHECK_INTERVAL": 0.0, "ADMIN_TOKEN": ADMIN_TOKEN})
+    client = app.test_client()
+    started = client.post("/api/retrain", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert started.status_code == 202, started.get_json()
+
+    def finished() -> Any:
+        status = client.get("/api/retrain/status").get_json()
+        runs = status["last_runs"]
+        return status if runs and not status["running"] and runs[0]["finished_at"] else None
+
+    status = poll(finished, "the retrain run to finish", deadline=RETRAIN_TIMEOUT, interval=0.5)
+    assert status["last_runs"][0]["outcome"] == "promoted", status["last_runs"][0]
+    return 200, status
+
+
+RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
+    "GET /health": health,
+    "GET /api/model-info": model_info,
+    "POST /api/predict": predict_labelled_file,
+    "POST /api/predict 400": predict_bad_value,
+    "GET /api/retrain/status": retrain_status_after_a_run,
+}
+EXPECTED_STATUS = {"POST /api/predict 400": 400}
+SLOW = {"GET /api/retrain/status"}  # starts a real retrain process
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+def test_every_json_example_says_what_it_documents():
+    text = API_DOC.read_text()
+    cases = [match["case"] for match in EXAMPLE.finditer(text)]
+    assert len(cases) == len(JSON_BLOCK.findall(text)), (
+        "a ```json block in docs/API.md lacks its <!-- example: ... --> marker")
+    assert len(set(cases)) == len(cases), "two examples share a marker"
+    assert sorted(set(cases) - RESPONSES.keys()) == [], (
+        "add these examples to RESPONSES in this test")
+
+
+def test_the_comparison_catches_what_it_should():
+    assert mismatches({"a": 1, "b": "x"}, {"a": 2, "b": "y"}) == []
+    assert mismatches({"a": 1}, {"a": 1, "b": 2}) == ["$.b: in the response, not documented"]
+    assert mismatches({"a": 1, "b": 2}, {"a": 1}) == ["$.b: documented, not in the response"]
+    assert mismatches({"a": 1, PLACEHOLDER: PLACEHOLDER}, {"a": 1, "b": 2}) == []
+    assert mismatches({"v": [PLACEHOLDER]}, {"v": [{"version": "x"}]}) == [
+        "$.v[0]: documented as string, the response has object"]
+    assert mismatches([{"a": 1}, PLACEHOLDER], [{"a": 1}, {"a": 2}]) == []
+    assert mismatches({"e": None}, {"e": "boom"}) == []
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(case, marks=[pytest.mark.slow] if case in SLOW else [])
+    for case in documented_examples()])
+def test_example_has_the_keys_of_a_real_response(case, request):
+    documented = documented_examples()[case]
+    status, real = RESPONSES[case](request)
+    assert status == EXPECTED_STATUS.get(case, 200), real
+    assert mismatches(documented, real) == []
+    text = API_DOC.read_text()
+    undocumented = sorted((field, value) for field, value in enumerated_values(real)
+                          if f"`{value}`" not in text and f'"{value}"' not in text)
+    assert undocumented == [], "values the docs never name"
