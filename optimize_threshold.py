@@ -5,7 +5,7 @@
 
 On the model's own training file only the held-out validation split is used (the rows the
 model never saw); another labeled file is used whole. KDDTest+ is refused: a threshold tuned on
-the test set makes its accuracy meaningless (the reference service did exactly that).
+the test set makes its accuracy meaningless.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class _Data:
     """Train/validation/test rows as the detectors need them."""
 
     fit_frame: pd.DataFrame  # normal rows of the fit split
-    split_frame: pd.DataFrame  # every row of the fit split (the reference's label vocabulary)
+    split_frame: pd.DataFrame  # every row of the fit split (the reference design's label codes)
     val_frame: pd.DataFrame
     val_cats: np.ndarray
     test: ParsedRecords

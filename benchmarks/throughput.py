@@ -130,7 +130,7 @@ def run_throughput(data_path: Path, model_dir: Path, sizes: Sequence[int] = SIZE
 def linearity(results: list[dict]) -> dict | None:
     """Time of the large input over time of the small one (22.2x the rows; at most 25x).
 
-    The verdict is on wall-clock time, as asked; the same ratio in CPU time (all threads of
+    The verdict is on wall-clock time, what a user waits; the same ratio in CPU time (all threads of
     the process) is given beside it, because on a shared machine other jobs stretch the wall
     time of whichever size they happen to overlap.
     """

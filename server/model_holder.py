@@ -1,6 +1,6 @@
 """The model the service scores with, reloaded when the file on disk is replaced.
 
-Retraining (issue 4) swaps ``model.joblib`` atomically (temp file + rename). Each request asks
+Retraining swaps ``model.joblib`` atomically (temp file + rename). Each request asks
 ``current()`` once at its start and finishes on that model, so a swap never mixes two models
 in one answer. Checking for a swap costs one ``os.stat`` at most every ``check_interval``
 seconds; a failed reload keeps the old model serving and is reported by ``/health``.

@@ -91,7 +91,7 @@ def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, An
 
 
 def metrics(analysis: Analysis) -> dict[str, Any] | None:
-    """utils.metrics.evaluate, with rates in percent (as the reference service had them).
+    """utils.metrics.evaluate, with rates in percent (0..100, as docs/API.md specifies).
 
     None without labels, and when no row has a known label.
     """

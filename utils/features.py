@@ -9,7 +9,7 @@ Choices (all made by validation on KDDTrain+ splits, see docs/MODEL.md):
 - protocol_type, service and flag are one-hot encoded against the vocabulary seen in training,
   scaled by ``categorical_weight``. An unseen category encodes as all zeros in its block: it is
   as far from every centroid as any unknown value can be, and it never borrows the code of
-  another category (the reference re-fitted a LabelEncoder per upload and did exactly that).
+  another category (as a LabelEncoder re-fitted on each upload would).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ ZEEK_TO_KDD_FLAG: dict[str, str] = {
 NON_TCP_FLAG = "SF"  # every UDP and ICMP record in NSL-KDD carries SF
 UNKNOWN_TCP_FLAG = "OTH"
 
-# Which flags NSL-KDD counts as errors (measured, see docs/ZEEK.md; wider than the task text).
+# Which flags NSL-KDD counts as errors (measured, see docs/ZEEK.md; wider than the KDD Cup 1999
+# task description's "SYN errors" and "REJ errors").
 SYN_ERROR_FLAGS: frozenset[str] = frozenset({"S0", "S1", "S2", "S3", "SH"})
 REJ_ERROR_FLAGS: frozenset[str] = frozenset({"REJ", "RSTO", "RSTOS0", "RSTR"})
 # States in which the TCP handshake completed; with payload both ways, taken as a login.
@@ -40,7 +41,7 @@ ESTABLISHED_FLAGS: frozenset[str] = frozenset({"SF", "S1", "S2", "S3", "RSTO", "
 
 TIME_WINDOW_SECONDS = 2.0
 TIME_WINDOW_MAX_CONNECTIONS = 511  # NSL-KDD's "past 2 s" never spans more connections
-HOST_WINDOW_CONNECTIONS = 255  # NSL-KDD's host window, measured (the task text says 100)
+HOST_WINDOW_CONNECTIONS = 255  # NSL-KDD's host window, measured (the KDD task description: 100)
 COUNT_CAP = 511
 DST_HOST_COUNT_CAP = 255
 RATE_DECIMALS = 2  # NSL-KDD rates are multiples of 0.01

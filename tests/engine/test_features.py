@@ -27,7 +27,7 @@ def test_vocabularies_are_learned_at_fit_and_stored():
 
 
 def test_codes_do_not_depend_on_the_scored_file():
-    """The reference re-fitted a LabelEncoder per upload; the same value must encode the same."""
+    """Unlike a LabelEncoder re-fitted per upload, the same value always encodes the same."""
     t = KDDFeatureTransformer().fit(frame())
     single = frame(1, seed=3)
     alone = t.transform(single)

@@ -449,7 +449,8 @@ ZEEK_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "zeek"
 @pytest.mark.parametrize("name", ["scenario-malicious.conn.log.labeled",
                                   "ctu-botnet-4.conn.log.labeled"])
 def test_real_zeek_conn_logs_analyse_end_to_end_with_their_identity(page, frontend_url, name):
-    """Issue 8's acceptance: the upload page works on both real Zeek samples."""
+    """The upload page analyses both real labelled Zeek samples, keeping each connection's
+    uid and hosts."""
     path = ZEEK_SAMPLES / name
     if not path.is_file():
         unavailable(f"{path} is missing (../shared/data/zeek beside the repository)")
