@@ -44,6 +44,8 @@ TRANSPORTS: dict[str, tuple[str, int]] = {"tcp": ("tcp", 6), "udp": ("udp", 17),
 ICMP6 = ("ipv6-icmp", 58)  # Zeek logs ICMPv6 as "icmp"; the addresses tell them apart
 
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+Host = tuple[str | None, _IP | None, str | None]  # as logged, parsed, canonical text
+Flow = tuple[str | None, dict[str, Any], str]  # @timestamp, ECS flow fields, flow in words
 # Dates Elasticsearch and ISO 8601 both take without surprises: 1970 to the end of 9999.
 _LAST_SECOND = 253402300799.0
 
@@ -155,7 +157,7 @@ def community_id(
     For ICMP the ports are Zeek's: type as the source port, code (or the counterpart type)
     as the destination port, which is what the specification expects.
     """
-    number = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}.get(transport)
+    number = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58, "sctp": 132}.get(transport)
     if number is None:
         return None
     try:
@@ -213,8 +215,6 @@ def network_protocol(service: object) -> str | None:
     return None
 
 
-Flow = tuple[str | None, dict[str, Any], str]
-
 
 def _zeek_flows(identity: pd.DataFrame, protocol_types: list[str]) -> list[Flow]:
     """Per row: @timestamp, the ECS network/source/destination/related/zeek fields, and the
@@ -227,9 +227,11 @@ def _zeek_flows(identity: pd.DataFrame, protocol_types: list[str]) -> list[Flow]
     uids = identity["uid"].tolist() if "uid" in identity else [None] * len(identity)
     services = (identity["service"].tolist() if "service" in identity
                 else [None] * len(identity))
+    flow_ids: dict[tuple, str | None] = {}
     flows = []
     for i, proto in enumerate(protocol_types):
-        (source_text, source), (destination_text, destination) = sources[i], destinations[i]
+        source_text, source, source_ip = sources[i]
+        destination_text, destination, destination_ip = destinations[i]
         transport = TRANSPORTS.get(proto)
         if transport == TRANSPORTS["icmp"] and isinstance(source, ipaddress.IPv6Address):
             transport = ICMP6
@@ -237,24 +239,29 @@ def _zeek_flows(identity: pd.DataFrame, protocol_types: list[str]) -> list[Flow]
         if transport is not None:
             network["transport"], number = transport
             network["iana_number"] = str(number)
-        if source is not None and destination is not None and source.version == \
-                destination.version:
+        same_family = (source is not None and destination is not None
+                       and source.version == destination.version)
+        if same_family:
             network["type"] = f"ipv{source.version}"
             if transport is not None:
-                flow_id = community_id(transport[0], source, destination, source_ports[i],
-                                       destination_ports[i])
+                key = (transport[0], source_ip, destination_ip, source_ports[i],
+                       destination_ports[i])
+                if key not in flow_ids:  # a flow often has several records; the cost is here
+                    flow_ids[key] = community_id(transport[0], source, destination,
+                                                 source_ports[i], destination_ports[i])
+                flow_id = flow_ids[key]
                 if flow_id is not None:
                     network["community_id"] = flow_id
         protocol = network_protocol(services[i])
         if protocol is not None:
             network["protocol"] = protocol
         fields: dict[str, Any] = {
-            "source": _endpoint(source_text, source, source_ports[i]),
-            "destination": _endpoint(destination_text, destination, destination_ports[i]),
+            "source": _endpoint(source_text, source_ip, source_ports[i]),
+            "destination": _endpoint(destination_text, destination_ip, destination_ports[i]),
         }
         if network:
             fields["network"] = network
-        related = list(dict.fromkeys(str(ip) for ip in (source, destination) if ip is not None))
+        related = list(dict.fromkeys(ip for ip in (source_ip, destination_ip) if ip))
         if related:
             fields["related"] = {"ip": related}
         uid = uids[i]
@@ -280,19 +287,23 @@ def _kdd_flows(features: pd.DataFrame) -> list[Flow]:
     return flows
 
 
-def _addresses(values: np.ndarray) -> list[tuple[str | None, _IP | None]]:
-    """(text as logged, parsed address) per row; each distinct text is parsed once."""
+
+def _addresses(values: np.ndarray) -> list[Host]:
+    """Each row's host; each distinct text is parsed once."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    parsed = [(str(text).strip(), parse_ip(text)) for text in uniques]
-    return [parsed[code] if code >= 0 else (None, None) for code in codes.tolist()]
+    hosts: list[Host] = []
+    for text in uniques:
+        address = parse_ip(text)
+        hosts.append((str(text).strip(), address, None if address is None else str(address)))
+    return [hosts[code] if code >= 0 else (None, None, None) for code in codes.tolist()]
 
 
-def _endpoint(text: str | None, address: _IP | None, port: int) -> dict[str, Any]:
+def _endpoint(text: str | None, ip: str | None, port: int) -> dict[str, Any]:
     endpoint: dict[str, Any] = {}
     if text:
         endpoint["address"] = text
-    if address is not None:
-        endpoint["ip"] = str(address)
+    if ip is not None:
+        endpoint["ip"] = ip
     endpoint["port"] = int(port)
     return endpoint
 
