@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from server.alerts import alerts_from_file, alerts_from_records, ndjson_response
 from server.analysis import Analysis, analyse_file, analyse_records
 from server.config import upload_limit_bytes
 from server.errors import ApiError, too_large
@@ -28,14 +29,17 @@ bp = Blueprint("predict", __name__)
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 MODEL_VERSION_HEADER = "X-Model-Version"
+OUTPUT_FORMATS = ("json", "csv", "ndjson")
 
 
 @bp.post("/api/predict")
 def predict() -> Response:
-    """Score an uploaded file (multipart field ``file``): JSON summary or per-record CSV."""
+    """Score an uploaded file (multipart field ``file``): JSON summary, per-record CSV or
+    ECS alerts as NDJSON."""
     started = time.perf_counter()
     limit = parse_limit(request.args)
-    as_csv = wants_csv(request.args)
+    fmt = output_format(request.args)
+    as_csv = fmt == "csv"
     model = current_model()  # before the upload is read: no model, no point receiving it
     upload = request.files.get("file")
     if upload is None:
@@ -43,12 +47,22 @@ def predict() -> Response:
                        "no file uploaded: send multipart/form-data with the field 'file'")
     sink = get_sink()
     received = sink.receive(upload)
+    alerts = None
     try:
-        analysis = analyse_file(model, received.path, 0 if as_csv else limit)
+        if fmt == "ndjson":
+            analysis, alerts = alerts_from_file(model, received.path, spool_dir=sink.incoming_dir)
+        else:
+            analysis = analyse_file(model, received.path, 0 if as_csv else limit)
         kept = keep_upload(sink, received, analysis)
+    except BaseException:
+        if alerts is not None:
+            alerts.close()
+        raise
     finally:
         sink.discard(received)
     note_request(rows=len(analysis))
+    if alerts is not None:
+        return ndjson_response(alerts, {MODEL_VERSION_HEADER: model.version})
     if as_csv:
         return csv_response(model, analysis)
     upload_summary = {"sha256": received.sha256, "duplicate": kept["duplicate"],
@@ -63,7 +77,8 @@ def predict_json() -> Response:
     """Score records sent as JSON: ``{"records": [[41 values], ...]}`` or objects by name."""
     started = time.perf_counter()
     limit = parse_limit(request.args)
-    as_csv = wants_csv(request.args)
+    fmt = output_format(request.args)
+    as_csv = fmt == "csv"
     model = current_model()
     # A JSON body is parsed in memory (several times its size as Python objects), so it
     # gets a smaller limit than a file upload, which is streamed.
@@ -76,6 +91,10 @@ def predict_json() -> Response:
     if body is None:
         raise ApiError(400, "invalid_json", "the request body is not valid JSON")
     records = parse_json_records(body)
+    if fmt == "ndjson":
+        analysis, alerts = alerts_from_records(model, records)
+        note_request(rows=len(analysis))
+        return ndjson_response(alerts, {MODEL_VERSION_HEADER: model.version})
     analysis = analyse_records(model, records, 0 if as_csv else limit)
     note_request(rows=len(analysis))
     if as_csv:
@@ -109,11 +128,13 @@ def parse_limit(args: Mapping[str, str]) -> int:
     return limit
 
 
-def wants_csv(args: Mapping[str, str]) -> bool:
+def output_format(args: Mapping[str, str]) -> str:
+    """``json`` (default), ``csv`` or ``ndjson`` (ECS alerts, docs/ALERTS.md)."""
     fmt = (args.get("format") or "json").lower()
-    if fmt not in ("json", "csv"):
-        raise ApiError(400, "invalid_parameter", f"format must be json or csv, got {fmt[:40]!r}")
-    return fmt == "csv"
+    if fmt not in OUTPUT_FORMATS:
+        raise ApiError(400, "invalid_parameter",
+                       f"format must be json, csv or ndjson, got {fmt[:40]!r}")
+    return fmt
 
 
 def current_model() -> LoadedModel:

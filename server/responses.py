@@ -25,6 +25,9 @@ from utils.scoring import explain, score_histogram
 ANOMALY_FEATURES = ("protocol_type", "service", "flag", "src_bytes", "dst_bytes")
 CSV_COLUMNS = ("index", "is_anomaly", "severity", "anomaly_score", "confidence")
 CSV_BLOCK_ROWS = 20_000
+# The Zeek identity the JSON and CSV answers carry. Zeek's own ``service`` stays out: in an
+# anomaly record ``service`` is the KDD service the model scored (ECS alerts carry Zeek's).
+REPORTED_IDENTITY = ("uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -84,10 +87,14 @@ def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, An
     columns["top_features"] = explain(model, features)
     if analysis.identity is not None:
         identity = analysis.identity.iloc[index]
-        for name in identity.columns:
+        for name in reported_identity(identity):
             columns[str(name)] = json_column(identity[name].to_numpy())
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def reported_identity(identity: pd.DataFrame) -> list[str]:
+    return [name for name in REPORTED_IDENTITY if name in identity.columns]
 
 
 def metrics(analysis: Analysis) -> dict[str, Any] | None:
@@ -128,8 +135,9 @@ def csv_rows(analysis: Analysis) -> Iterator[str]:
         header.append("label")
     identity = analysis.identity
     if identity is not None:
-        header.extend(str(name) for name in identity.columns)
-        identity_columns = [identity[name].to_numpy(dtype=object) for name in identity.columns]
+        names = reported_identity(identity)
+        header.extend(names)
+        identity_columns = [identity[name].to_numpy(dtype=object) for name in names]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

@@ -93,10 +93,11 @@ def test_unset_and_empty_values_read_as_zero_or_unknown():
                                                                                          5000]
 
 
-def test_identity_columns_hold_the_connection_tuple():
+def test_identity_columns_hold_the_connection_tuple_and_zeek_service():
     identity = read_zeek_records(zeek_tsv()).identity
     assert tuple(identity.columns) == IDENTITY_COLUMNS
-    assert identity.loc[0].tolist() == ["C1", 12.5, "10.0.0.1", 40001, "10.0.0.2", 80]
+    assert identity.loc[0].tolist() == ["C1", 12.5, "10.0.0.1", 40001, "10.0.0.2", 80, "http"]
+    assert identity.loc[1, "service"] is pd.NA  # "-": unset
     assert identity["id.orig_p"].dtype == np.int64
     assert identity["ts"].dtype == np.float64
 

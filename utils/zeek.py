@@ -30,8 +30,9 @@ NEEDED_FIELDS: tuple[str, ...] = (
     "ts", "proto", "conn_state", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
 )
 OPTIONAL_FIELDS: tuple[str, ...] = ("uid", "service", "duration", "orig_bytes", "resp_bytes")
+# The connection's identity, and Zeek's detected service (ECS alerts name the protocol).
 IDENTITY_COLUMNS: tuple[str, ...] = ("uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h",
-                                     "id.resp_p")
+                                     "id.resp_p", "service")
 LABEL_FIELD = "label"
 DETAIL_FIELDS: tuple[str, ...] = ("detailedlabel", "detailed-label", "detailed_label")
 INPUT_KIND = "zeek"
@@ -360,6 +361,7 @@ def _to_records(table: pd.DataFrame, lines: _Lines) -> ParsedRecords:
         "id.orig_p": conns["id.orig_p"],
         "id.resp_h": conns["id.resp_h"],
         "id.resp_p": conns["id.resp_p"],
+        "service": _strings(table, "service"),
     }, columns=list(IDENTITY_COLUMNS))
     return ParsedRecords(
         features=derive_kdd_features(conns),

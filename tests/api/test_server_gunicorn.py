@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from apitest_helpers import synthetic_kdd
+from apitest_helpers import synthetic_kdd, zeek_tsv
+from ecs_fields import alert_problems
 
 from utils.local_server import ServerProcess, ServerStartError, gunicorn_command
 from utils.model_store import MODEL_FILE, load_model
@@ -121,6 +122,26 @@ def test_body_over_the_limit_is_413_json_without_reading_it(server):
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert json.loads(body)["error_type"] == "too_large"
+
+
+def test_ecs_alerts_stream_as_ndjson_under_gunicorn(server):
+    rows = [[f"{1700000000 + i * 0.01:.2f}", f"C{i}", f"192.0.2.{i % 200 + 1}", str(40000 + i),
+             f"198.51.100.{i % 7 + 1}", str(80 if i % 4 else 4000 + i), "tcp",
+             "http" if i % 4 else "-", "0.5", "300", "4000", "SF" if i % 4 else "S0", "-"]
+            for i in range(3000)]
+    data = zeek_tsv(rows)
+    summary = requests.post(f"{server.url}/api/predict", files={"file": ("conn.log", data)},
+                            timeout=TIMEOUT).json()["summary"]
+    with requests.post(f"{server.url}/api/predict?format=ndjson",
+                       files={"file": ("conn.log", data)}, stream=True,
+                       timeout=TIMEOUT) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("application/x-ndjson")
+        alerts = [json.loads(line) for line in response.iter_lines() if line]
+    assert len(alerts) == summary["anomalies_detected"] > 0
+    assert all(alert_problems(alert) == [] for alert in alerts)
+    assert {alert["anomalyze"]["model_version"] for alert in alerts} == {
+        summary["model_version"]}
 
 
 def test_replaced_model_is_served_by_every_worker(server, other_model_dir):
