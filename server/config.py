@@ -59,6 +59,7 @@ ENV_SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "DATA_DIR": ("ANOMALYZE_DATA_DIR", REPO_ROOT / "data", _path),
     "MAX_UPLOAD_MB": ("ANOMALYZE_MAX_UPLOAD_MB", 200.0, _positive_float),
     "MAX_JSON_MB": ("ANOMALYZE_MAX_JSON_MB", 20.0, _positive_float),
+    "MIN_FREE_MB": ("ANOMALYZE_MIN_FREE_MB", 512.0, _non_negative_float),
     "CORS_ORIGINS": ("ANOMALYZE_CORS_ORIGINS", (), _origins),
     "MODEL_CHECK_INTERVAL": ("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, _non_negative_float),
     "LOG_LEVEL": ("ANOMALYZE_LOG_LEVEL", "INFO", _log_level),

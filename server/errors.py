@@ -8,10 +8,12 @@ never into a response (it could leak paths or data).
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from server.disk_space import is_out_of_space, is_storage_failure
 from utils.json_errors import JsonError
 from utils.preprocessing import InputFormatError
 
@@ -26,6 +28,7 @@ HTTP_ERROR_TYPES: dict[int, str] = {
     415: "unsupported_media_type",
     500: "internal_error",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -35,6 +38,18 @@ class ApiError(JsonError):
 
 def too_large(max_upload_mb: float) -> ApiError:
     return ApiError(413, "too_large", f"the upload exceeds the {max_upload_mb:g} MB limit")
+
+
+def out_of_space() -> ApiError:
+    return ApiError(507, "insufficient_storage",
+                    "the server has no room to receive this upload right now; "
+                    "try again later or send a smaller file")
+
+
+def storage_unavailable() -> ApiError:
+    return ApiError(503, "storage_unavailable",
+                    "the server's data folder cannot be read or written right now; "
+                    "try again later")
 
 
 def from_input_error(error: InputFormatError) -> ApiError:
@@ -81,6 +96,23 @@ def init_app(app: Flask) -> None:
             return _http_error(error)
         log.error("unhandled error", exc_info=error)
         return error_response(ApiError(500, "internal_error", "internal server error"))
+
+    @app.errorhandler(OSError)
+    def _os_error(error: OSError):
+        if is_out_of_space(error):  # e.g. receiving an upload on a full disk
+            log.error("out of space: %s", error)
+            return error_response(out_of_space())
+        return _unexpected(error)
+
+    @app.errorhandler(sqlite3.Error)
+    def _sqlite_error(error: sqlite3.Error):
+        if is_out_of_space(error):
+            log.error("out of space: sqlite3: %s", error)
+            return error_response(out_of_space())
+        if is_storage_failure(error):  # e.g. reading the registry while the disk is full
+            log.error("storage unavailable: sqlite3: %s", error)
+            return error_response(storage_unavailable())
+        return _unexpected(error)
 
 
 def _http_message(error: HTTPException) -> str:

@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.analysis import Analysis, analyse_file, analyse_records
 from server.config import upload_limit_bytes
+from server.disk_space import get_disk_space
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
 from server.model_holder import ModelUnavailable, get_holder
@@ -86,7 +87,13 @@ def predict_json() -> Response:
 
 def keep_upload(sink: UploadSink, received: Received, analysis: Analysis) -> dict[str, bool]:
     """Register the analysed upload. Failing to keep it (disk full, registry locked too long)
-    must not cost the client its analysis: it is logged and answered with ``stored: false``."""
+    must not cost the client its analysis: it is logged and answered with ``stored: false``.
+    Neither is it kept while the data folder is low on space (server/disk_space.py)."""
+    disk = get_disk_space()
+    if disk.low():
+        log.error("upload %s not kept: %s bytes free in the data folder, under the %s kept free",
+                  received.sha256[:16], disk.free_bytes(), disk.min_free_bytes)
+        return {"duplicate": False, "stored": False}
     try:
         return sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
                              input_kind=analysis.input_kind)
