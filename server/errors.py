@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from pathlib import Path
 
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -50,6 +51,12 @@ def storage_unavailable() -> ApiError:
     return ApiError(503, "storage_unavailable",
                     "the server's data folder cannot be read or written right now; "
                     "try again later")
+
+
+def too_deep() -> ApiError:
+    return ApiError(400, "invalid_json",
+                    "the JSON is nested too deeply to be read (Anomalyze's inputs nest a few "
+                    "levels at most)")
 
 
 def from_input_error(error: InputFormatError) -> ApiError:
@@ -97,6 +104,15 @@ def init_app(app: Flask) -> None:
         log.error("unhandled error", exc_info=error)
         return error_response(ApiError(500, "internal_error", "internal server error"))
 
+    @app.errorhandler(RecursionError)
+    def _recursion_error(error: RecursionError):
+        # Python's json parser recurses once per nesting level: about a thousand nested
+        # brackets (a request body, a JSON Zeek upload) exhaust the stack. That is the
+        # client's JSON, not a fault of ours; a RecursionError anywhere else is.
+        if _raised_by_the_json_parser(error):
+            return error_response(too_deep())
+        return _unexpected(error)
+
     @app.errorhandler(OSError)
     def _os_error(error: OSError):
         if is_out_of_space(error):  # e.g. receiving an upload on a full disk
@@ -113,6 +129,16 @@ def init_app(app: Flask) -> None:
             log.error("storage unavailable: sqlite3: %s", error)
             return error_response(storage_unavailable())
         return _unexpected(error)
+
+
+def _raised_by_the_json_parser(error: BaseException) -> bool:
+    """Whether the innermost Python frame of the error is the standard json decoder's."""
+    traceback = error.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return Path(traceback.tb_frame.f_code.co_filename).parts[-2:] == ("json", "decoder.py")
 
 
 def _http_message(error: HTTPException) -> str:
