@@ -15,6 +15,7 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from server.disk_space import is_out_of_space, is_storage_failure
+from server.multipart import FormLimitExceeded
 from utils.json_errors import JsonError
 from utils.preprocessing import InputFormatError
 
@@ -84,6 +85,12 @@ def init_app(app: Flask) -> None:
     def _request_too_large(_error: RequestEntityTooLarge):
         response = error_response(too_large(current_app.config["MAX_UPLOAD_MB"]))
         # The rest of the body was never read: the connection cannot be reused.
+        response.headers["Connection"] = "close"
+        return response
+
+    @app.errorhandler(FormLimitExceeded)
+    def _form_limit(error: FormLimitExceeded):
+        response = error_response(ApiError(413, "too_large", str(error.description)))
         response.headers["Connection"] = "close"
         return response
 

@@ -29,6 +29,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.config import upload_limit_bytes
 from server.disk_space import is_out_of_space, is_storage_failure
+from server.multipart import UploadFormParser
 from utils.upload_registry import UploadRegistry
 
 log = logging.getLogger("anomalyze.server")
@@ -106,7 +107,10 @@ class HashingSpool:
 
 
 class UploadRequest(Request):
-    """Flask's request, with file parts streamed into the app's UploadSink spools."""
+    """Flask's request, with the file part streamed into an UploadSink spool
+    (server/multipart.py decides which part that is)."""
+
+    form_data_parser_class = UploadFormParser
 
     def _get_file_stream(
         self,
