@@ -16,6 +16,7 @@ from server.disk_space import get_disk_space
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
 from server.model_holder import ModelUnavailable, get_holder
+from server.query_params import whole_number
 from server.request_log import note_request
 from server.responses import csv_rows, prediction
 from server.uploads import Received, UploadSink, get_sink
@@ -103,17 +104,7 @@ def keep_upload(sink: UploadSink, received: Received, analysis: Analysis) -> dic
 
 
 def parse_limit(args: Mapping[str, str]) -> int:
-    raw = args.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = -1
-    if not 0 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter",
-                       f"limit must be a whole number from 0 to {MAX_LIMIT}, got {raw[:40]!r}")
-    return limit
+    return whole_number(args, "limit", default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
 
 
 def wants_csv(args: Mapping[str, str]) -> bool:
