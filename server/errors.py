@@ -28,6 +28,7 @@ HTTP_ERROR_TYPES: dict[int, str] = {
     405: "method_not_allowed",
     413: "too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
     507: "insufficient_storage",
@@ -154,4 +155,7 @@ def _http_message(error: HTTPException) -> str:
         return "no such endpoint; see docs/API.md"
     if error.code == 405:
         return "method not allowed for this endpoint"
+    if error.code == 429:  # only failed admin authentications are limited (admin_limit.py)
+        return ("too many failed admin authentications from this address; "
+                "try again after the Retry-After delay")
     return name
