@@ -15,6 +15,7 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from server.disk_space import is_out_of_space, is_storage_failure
+from server.gunicorn_errors import RequestParseError
 from server.multipart import FormLimitExceeded
 from utils.json_errors import JsonError
 from utils.preprocessing import InputFormatError
@@ -120,6 +121,14 @@ def init_app(app: Flask) -> None:
         if _raised_by_the_json_parser(error):
             return error_response(too_deep())
         return _unexpected(error)
+
+    if RequestParseError is not None:
+        @app.errorhandler(RequestParseError)
+        def _body_framing(error: Exception):
+            # gunicorn raises these while the app reads the body (a bad chunk size...):
+            # the client's framing, a 400, not a fault of ours.
+            return error_response(ApiError(400, "bad_request",
+                                           f"the request body is malformed: {str(error)[:200]}"))
 
     @app.errorhandler(OSError)
     def _os_error(error: OSError):
