@@ -4,6 +4,7 @@ small tmpfs (tests/conftest.py ``small_disk``) that the test fills up."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,12 +63,22 @@ def assert_insufficient_storage(response: requests.Response) -> None:
 
 def test_a_full_data_disk_answers_uploads_507_leaves_nothing_and_recovers(server, disk):
     filler = fill_disk(disk)
+    answers = []
     for data in (SMALL, LARGE, SMALL + b"\n", LARGE + b"\n"):  # either worker may answer
-        assert_insufficient_storage(fresh_upload(server, data))
+        started = time.perf_counter()
+        response = fresh_upload(server, data)
+        answers.append(f"{len(data) // 1000} kB -> {response.status_code} "
+                       f"{response.json().get('error_type')} "
+                       f"in {(time.perf_counter() - started) * 1000:.0f} ms")
+        assert_insufficient_storage(response)
     assert leftover_temp_files(disk) == []
     assert stored_files(disk) == []
 
     status = fresh_get(server, "/api/retrain/status")
+    disk_state = fresh_get(server, "/health").json()["disk"]
+    print(f"\n[robustness] full 8 MB tmpfs: {'; '.join(answers)}; temp files left: "
+          f"{len(leftover_temp_files(disk))}; /api/retrain/status -> {status.status_code} "
+          f"{status.json().get('error_type')}; /health disk {disk_state}")
     assert status.status_code != 500, status.text
     assert status.headers["Content-Type"].startswith("application/json")
     if status.status_code != 200:
@@ -82,6 +93,8 @@ def test_a_full_data_disk_answers_uploads_507_leaves_nothing_and_recovers(server
     health = fresh_get(server, "/health").json()["disk"]
     assert health["low"] is False and health["free_bytes"] > 6 * MB
     kept = fresh_upload(server, LARGE)
+    print(f"[robustness] after freeing space: upload -> {kept.status_code}, "
+          f"stored {kept.json()['summary']['stored']}")
     assert kept.status_code == 200, kept.text[:300]
     assert (kept.json()["summary"]["stored"], kept.json()["summary"]["total_samples"]) == (
         True, 3500)

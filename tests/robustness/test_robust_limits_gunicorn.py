@@ -92,6 +92,7 @@ def test_a_flood_of_token_guesses_is_cut_to_the_limit_then_429(server):
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_requests_gunicorn_refuses_itself_get_the_json_error_shape(server, name, head, status):
     got, headers, body = raw_request(server, head)
+    print(f"\n[robustness] {name}: {got} {headers.get('content-type')} {body[:120]!r}")
     assert got == status, body[:300]
     assert headers["content-type"].startswith("application/json"), body[:300]
     error = json.loads(body)
@@ -105,15 +106,19 @@ def test_a_malformed_chunk_inside_the_body_is_a_400_not_a_500(server):
     head = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
     got, _headers, body = raw_request(server, head)
+    print(f"\n[robustness] malformed chunk: {got} {body[:160]!r}")
     assert got == 400, body[:300]
     error = json.loads(body.split(b"\n")[0])
     assert error["error_type"] == "bad_request" and "malformed" in error["error"]
 
 
 def test_json_nested_a_thousand_deep_is_a_400_from_gunicorn_too(server):
+    started = time.perf_counter()
     response = requests.post(f"{server.url}/api/predict-json", timeout=TIMEOUT,
                              data=b'{"records": ' + b"[" * 1000 + b"]" * 1000 + b"}",
                              headers={"Content-Type": "application/json"})
+    print(f"\n[robustness] JSON 1,000 deep: {response.status_code} {response.text.strip()} "
+          f"in {(time.perf_counter() - started) * 1000:.0f} ms")
     assert response.status_code == 400
     assert response.json()["error_type"] == "invalid_json"
 
@@ -122,10 +127,12 @@ def test_form_limits_name_themselves_under_gunicorn(server):
     files = [("file", ("t.txt", io.BytesIO(synthetic_kdd(40, 10, seed=3))))]
     files += [(f"f{i}", (None, b"x")) for i in range(1199)]
     response = requests.post(f"{server.url}/api/predict", files=files, timeout=TIMEOUT)
+    print(f"\n[robustness] 1,200 parts: {response.status_code} {response.text.strip()}")
     assert response.status_code == 413
     assert "more than 100 parts" in response.json()["error"]
     response = requests.post(f"{server.url}/api/predict", timeout=TIMEOUT,
                              files={"comment": (None, b"x" * 600_000),
                                     "file": ("t.txt", synthetic_kdd(40, 10, seed=3))})
+    print(f"[robustness] 600 KB text field: {response.status_code} {response.text.strip()}")
     assert response.status_code == 413
     assert "64 KB" in response.json()["error"]
