@@ -159,6 +159,10 @@ class UploadSink:
             self._registry = UploadRegistry(self.data_dir)
         return self._registry
 
+    @registry.setter
+    def registry(self, registry: UploadRegistry) -> None:
+        self._registry = registry
+
     def remove_stale_spools(self, older_than: float = _STALE_SECONDS) -> int:
         """Delete temp files a killed process left behind; returns how many."""
         removed = 0
