@@ -6,6 +6,7 @@ requests exception or a stack trace.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
@@ -14,6 +15,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from utils.json_errors import JsonError
 
 MAX_PROBLEMS = 20
+MAX_LOGGED = 500  # characters of an upstream message written to the log
+
+log = logging.getLogger("anomalyze.frontend")
 
 # Shown when the API's error body carries no usable message.
 GENERIC_MESSAGES: dict[int, str] = {
@@ -21,6 +25,8 @@ GENERIC_MESSAGES: dict[int, str] = {
     404: "The analysis service does not offer this feature.",
     413: "The file is larger than the analysis service accepts.",
     503: "The analysis service is not ready (no model is loaded). Please try again later.",
+    507: "The analysis service has no room to receive the file right now. "
+         "Please try again later.",
 }
 
 
@@ -31,8 +37,9 @@ class FrontendError(JsonError):
 def from_api_response(status: int, payload: Any) -> FrontendError:
     """The page's error for an API error response (`payload` is its parsed JSON, or None).
 
-    4xx and 503 keep their status; other server failures become 502, because for the
-    browser the fault is upstream of the frontend.
+    4xx, 503 and 507 keep their status; other server failures become 502, because for the
+    browser the fault is upstream of the frontend. A 502 says only that: whatever the API
+    sent (a stack trace, a proxy's page, a path) goes to the log, never to the page.
     """
     body = payload if isinstance(payload, dict) else {}
     error_type = body.get("error_type") if isinstance(body.get("error_type"), str) else None
@@ -44,11 +51,14 @@ def from_api_response(status: int, payload: Any) -> FrontendError:
             message = f"The analysis service is not ready: {message}"
         return FrontendError(status, error_type or f"http_{status}", message or default,
                              _clean_problems(body.get("problems")))
+    if status == 507:
+        return FrontendError(507, "insufficient_storage", GENERIC_MESSAGES[507])
+    log.warning("analysis service answered HTTP %d (error_type %r): %r", status, error_type,
+                (message or "")[:MAX_LOGGED])
     return FrontendError(
         502, "bad_gateway",
-        f"The analysis service failed while handling the file (HTTP {status})."
-        + (f" It said: {message}" if message else ""),
-    )
+        f"The analysis service failed while handling the file (HTTP {status}). "
+        "Please try again; if it keeps failing, the service's operators have the details.")
 
 
 def _clean_problems(problems: Any) -> list[dict[str, Any]]:

@@ -46,6 +46,14 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
 
 
+def _rate_limit(raw: str) -> str:
+    """A rate in the limits library's notation ("10 per minute", "5/30 seconds")."""
+    from limits import parse
+
+    parse(raw)  # ValueError on anything else
+    return raw
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -59,9 +67,11 @@ ENV_SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "DATA_DIR": ("ANOMALYZE_DATA_DIR", REPO_ROOT / "data", _path),
     "MAX_UPLOAD_MB": ("ANOMALYZE_MAX_UPLOAD_MB", 200.0, _positive_float),
     "MAX_JSON_MB": ("ANOMALYZE_MAX_JSON_MB", 20.0, _positive_float),
+    "MIN_FREE_MB": ("ANOMALYZE_MIN_FREE_MB", 512.0, _non_negative_float),
     "CORS_ORIGINS": ("ANOMALYZE_CORS_ORIGINS", (), _origins),
     "MODEL_CHECK_INTERVAL": ("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, _non_negative_float),
     "LOG_LEVEL": ("ANOMALYZE_LOG_LEVEL", "INFO", _log_level),
+    "ADMIN_AUTH_LIMIT": ("ANOMALYZE_ADMIN_AUTH_LIMIT", "10 per minute", _rate_limit),
     "PORT": ("PORT", 5000, _port),
 }
 

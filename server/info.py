@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from server.disk_space import get_disk_space
 from server.model_holder import get_holder
 from server.predict import MODEL_VERSION_HEADER, current_model
 
@@ -19,7 +20,11 @@ CARD_FIELDS = ("created_at", "n_models", "k_values", "feature_names", "input_kin
 
 @bp.get("/health")
 def health() -> tuple[Response, int]:
-    """200 while a model is loaded ("ok", or "degraded" if the file on disk is faulty), else 503."""
+    """200 while a model is loaded ("ok", or "degraded" if the file on disk is faulty), else 503.
+
+    ``disk`` reports the data folder's free space; ``low`` means uploads are no longer kept
+    (scoring goes on), which is for monitoring to act on, so it does not change the status.
+    """
     model, error = get_holder().status()
     if model is None:
         status, code = "unavailable", 503
@@ -31,6 +36,7 @@ def health() -> tuple[Response, int]:
         "model_version": model.version if model is not None else None,
         "uptime": round(time.monotonic() - current_app.config["STARTED_AT"], 1),
         "model_error": error,
+        "disk": get_disk_space().status(),
     })
     if model is not None:
         response.headers[MODEL_VERSION_HEADER] = model.version

@@ -13,9 +13,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from server.alerts import alerts_from_file, alerts_from_records, ndjson_response
 from server.analysis import Analysis, analyse_file, analyse_records
 from server.config import upload_limit_bytes
+from server.disk_space import get_disk_space
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
 from server.model_holder import ModelUnavailable, get_holder
+from server.query_params import whole_number
 from server.request_log import note_request
 from server.responses import csv_rows, prediction
 from server.uploads import Received, UploadSink, get_sink
@@ -105,7 +107,13 @@ def predict_json() -> Response:
 
 def keep_upload(sink: UploadSink, received: Received, analysis: Analysis) -> dict[str, bool]:
     """Register the analysed upload. Failing to keep it (disk full, registry locked too long)
-    must not cost the client its analysis: it is logged and answered with ``stored: false``."""
+    must not cost the client its analysis: it is logged and answered with ``stored: false``.
+    Neither is it kept while the data folder is low on space (server/disk_space.py)."""
+    disk = get_disk_space()
+    if disk.low():
+        log.error("upload %s not kept: %s bytes free in the data folder, under the %s kept free",
+                  received.sha256[:16], disk.free_bytes(), disk.min_free_bytes)
+        return {"duplicate": False, "stored": False}
     try:
         return sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
                              input_kind=analysis.input_kind)
@@ -115,17 +123,7 @@ def keep_upload(sink: UploadSink, received: Received, analysis: Analysis) -> dic
 
 
 def parse_limit(args: Mapping[str, str]) -> int:
-    raw = args.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = -1
-    if not 0 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter",
-                       f"limit must be a whole number from 0 to {MAX_LIMIT}, got {raw[:40]!r}")
-    return limit
+    return whole_number(args, "limit", default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
 
 
 def output_format(args: Mapping[str, str]) -> str:

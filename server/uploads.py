@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,11 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.config import upload_limit_bytes
+from server.disk_space import is_out_of_space, is_storage_failure
+from server.multipart import UploadFormParser
 from utils.upload_registry import UploadRegistry
+
+log = logging.getLogger("anomalyze.server")
 
 INCOMING_DIR = "incoming"
 STORED_DIR = "uploaded_logs"
@@ -51,7 +57,9 @@ class HashingSpool:
     """A writable, readable temp file that hashes and counts what is written to it.
 
     Writing past ``max_bytes`` raises RequestEntityTooLarge at once, so an oversized upload is
-    refused without being stored first. Closing it deletes the temp file unless it was moved.
+    refused without being stored first. Closing it deletes the temp file unless it was moved,
+    and never raises: it runs in the request's cleanup, where an exception would cost the client
+    its answer and leave the file behind.
     """
 
     def __init__(self, directory: Path, max_bytes: int | None) -> None:
@@ -76,8 +84,16 @@ class HashingSpool:
         return self._sha.hexdigest()
 
     def close(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            # On a full disk the flush of the last buffered bytes fails (ENOSPC); they belong
+            # to a file being thrown away, and the descriptor is closed all the same.
+            self._file.close()
+        except OSError as exc:
+            log.warning("temp upload %s closed with %s", self.path.name, exc)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:  # left for remove_stale_spools at the next start
+            log.error("temp upload %s not deleted: %s", self.path.name, exc)
 
     @property
     def closed(self) -> bool:
@@ -91,7 +107,10 @@ class HashingSpool:
 
 
 class UploadRequest(Request):
-    """Flask's request, with file parts streamed into the app's UploadSink spools."""
+    """Flask's request, with the file part streamed into an UploadSink spool
+    (server/multipart.py decides which part that is)."""
+
+    form_data_parser_class = UploadFormParser
 
     def _get_file_stream(
         self,
@@ -122,9 +141,27 @@ class UploadSink:
         self.incoming_dir = self.data_dir / INCOMING_DIR
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
-        self.registry = UploadRegistry(self.data_dir)
+        self._registry: UploadRegistry | None = None
         self.retrain_threshold: int | None = None  # None: env ANOMALYZE_RETRAIN_THRESHOLD
         self.on_retrain_due: Callable[[], object] = lambda: None
+        try:
+            self.registry  # noqa: B018  (opened now, so a broken data folder shows at start)
+        except (OSError, sqlite3.Error) as exc:
+            if not (is_out_of_space(exc) or is_storage_failure(exc)):
+                raise
+            # A server restarted on a full disk must still start and score; the registry is
+            # opened again by the next request that needs it.
+            log.error("upload registry not opened: %s: %s", type(exc).__name__, exc)
+
+    @property
+    def registry(self) -> UploadRegistry:
+        if self._registry is None:
+            self._registry = UploadRegistry(self.data_dir)
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: UploadRegistry) -> None:
+        self._registry = registry
 
     def remove_stale_spools(self, older_than: float = _STALE_SECONDS) -> int:
         """Delete temp files a killed process left behind; returns how many."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -64,3 +66,58 @@ def kdd_train_path() -> Path:
 @pytest.fixture(scope="session")
 def kdd_train20_path() -> Path:
     return nslkdd_path("KDDTrain+_20Percent.txt")
+
+
+# --- a small disk ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``mount(size="8m")``: a fresh tmpfs of that size, a real file system that fills up.
+
+    Needs root (CI runs as root). Where mounting is impossible the test is skipped, but fails
+    in CI (env CI set), so the disk-full tests cannot silently stop running there. Unmounted
+    after the test, so a fixture that uses it (a server writing there) must stop first.
+    """
+    mounted: list[Path] = []
+
+    def mount(size: str = "8m", name: str = "small-disk") -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        try:
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                capture_output=True, text=True, timeout=30)
+            problem = result.stderr.strip() if result.returncode else None
+        except OSError as exc:  # no mount(8) at all
+            problem = str(exc)
+        if problem is not None:
+            message = f"cannot mount a {size} tmpfs: {problem}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill_disk(folder: Path, leave: int = 0, name: str = "filler.bin") -> Path:
+    """Fill the file system of ``folder`` with one file, then give back about ``leave`` bytes
+    (to the page: tmpfs allocates 4 KiB at a time). Returns the file, to delete later."""
+    path = folder / name
+    block = b"\0" * (1 << 16)
+    with open(path, "wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(block)  # a short write on the last block, then ENOSPC
+    with contextlib.suppress(OSError):
+        while True:  # the last few pages, a little at a time
+            with open(path, "ab", buffering=0) as out:
+                out.write(b"\0" * 4096)
+    if leave:
+        os.truncate(path, max(0, path.stat().st_size - leave))
+    return path
+

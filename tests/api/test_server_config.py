@@ -20,6 +20,8 @@ def test_defaults_when_nothing_is_set():
     assert config["CORS_ORIGINS"] == ()
     assert config["PORT"] == 5000
     assert config["MODEL_CHECK_INTERVAL"] == 1.0
+    assert config["MIN_FREE_MB"] == 512.0
+    assert config["ADMIN_AUTH_LIMIT"] == "10 per minute"
 
 
 def test_environment_values_are_parsed():
@@ -38,6 +40,8 @@ def test_environment_values_are_parsed():
 @pytest.mark.parametrize(("variable", "value"), [
     ("ANOMALYZE_MAX_UPLOAD_MB", "lots"), ("ANOMALYZE_MAX_UPLOAD_MB", "0"),
     ("PORT", "70000"), ("PORT", "http"), ("ANOMALYZE_LOG_LEVEL", "chatty"),
+    ("ANOMALYZE_MIN_FREE_MB", "-1"), ("ANOMALYZE_MIN_FREE_MB", "plenty"),
+    ("ANOMALYZE_ADMIN_AUTH_LIMIT", "lots"), ("ANOMALYZE_ADMIN_AUTH_LIMIT", "10 per fortnight"),
 ])
 def test_bad_values_fail_naming_the_variable(variable, value):
     with pytest.raises(ValueError, match=variable):

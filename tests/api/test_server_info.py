@@ -104,3 +104,13 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(client, method, pa
     assert body["problems"] == []
     if status == 405:
         assert "Allow" in response.headers
+
+
+def test_health_reports_free_space_in_the_data_folder(model_dir, data_dir):
+    app = create_app({"TESTING": True, "MODEL_DIR": model_dir, "DATA_DIR": data_dir,
+                      "MIN_FREE_MB": 0.5})
+    disk = app.test_client().get("/health").get_json()["disk"]
+    free = shutil.disk_usage(data_dir).free
+    assert abs(disk["free_bytes"] - free) < 64 * 1024 * 1024  # other jobs write meanwhile
+    assert disk["min_free_bytes"] == 512 * 1024
+    assert disk["low"] is (disk["free_bytes"] < disk["min_free_bytes"])

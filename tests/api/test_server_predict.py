@@ -190,6 +190,34 @@ def test_bad_query_parameters_are_refused_before_reading_the_upload(client, labe
     assert stored_files(data_dir) == []
 
 
+@pytest.mark.parametrize("raw", [
+    "1_000", "+5", " 1 ", "1 ", "\u0661\u0660", "\u0665", "\uff15", "\u00b2", "0x10", "1e3",
+    "-0", "9" * 5000,
+], ids=["underscore", "plus", "spaces", "trailing space", "arabic-indic 10", "arabic-indic 5",
+        "full-width 5", "superscript 2", "hex", "exponent", "minus zero", "5000 digits"])
+@pytest.mark.parametrize("route", ["/api/predict", "/api/predict-json"])
+def test_limit_is_plain_ascii_digits_only(client, labeled_upload, route, raw):
+    if route == "/api/predict":
+        response = client.post(route, query_string={"limit": raw},
+                               data={"file": (io.BytesIO(labeled_upload), "t.txt")},
+                               content_type="multipart/form-data")
+    else:
+        response = client.post(route, query_string={"limit": raw},
+                               json={"records": [[0, "tcp", "http", "SF"] + [0] * 37]})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["error_type"] == "invalid_parameter"
+    assert "limit" in body["error"] and "plain digits" in body["error"]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0), ("7", 7), ("007", 7), ("100000", 100000)])
+def test_limit_in_plain_digits_is_accepted(client, labeled_upload, raw, expected):
+    response = upload(client, labeled_upload, query=f"?limit={raw}")
+    assert response.status_code == 200
+    assert response.get_json()["summary"]["anomalies_returned"] == min(
+        expected, response.get_json()["summary"]["anomalies_detected"])
+
+
 # --- the CSV answer ---------------------------------------------------------------------------
 
 

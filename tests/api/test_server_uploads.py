@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -13,6 +14,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.uploads import HashingSpool, UploadSink
+from tests.conftest import fill_disk
 
 
 def storage(data: bytes, name: str = "logs.txt") -> FileStorage:
@@ -87,3 +89,40 @@ def test_stale_temp_files_are_removed_and_fresh_ones_kept(tmp_path):
     assert not old.path.exists() and fresh.path.exists()
     old.close()
     fresh.close()
+
+
+# --- a full disk (a 1 MB tmpfs: tests/conftest.py) -----------------------------------------
+
+
+def test_closing_a_spool_on_a_full_disk_deletes_it_without_raising(small_disk):
+    """Bytes still in the write buffer cannot be flushed: close() must not raise, and the
+    temp file must go."""
+    disk = small_disk("1m")
+    spool = HashingSpool(disk / "incoming", max_bytes=None)
+    fill_disk(disk)
+    spool.write(b"7" * 2000)  # smaller than the buffer: nothing written to disk yet
+    spool.close()
+    assert spool.closed
+    assert list((disk / "incoming").iterdir()) == []
+
+
+def test_a_spool_whose_write_failed_on_a_full_disk_is_deleted_on_close(small_disk):
+    disk = small_disk("1m")
+    spool = HashingSpool(disk / "incoming", max_bytes=None)
+    spool.write(b"7" * 1000)  # buffered
+    fill_disk(disk, leave=64 * 1024)
+    with pytest.raises(OSError) as failure:
+        for _ in range(64):
+            spool.write(b"7" * 16384)
+    assert failure.value.errno == errno.ENOSPC
+    spool.close()
+    assert list((disk / "incoming").iterdir()) == []
+
+
+def test_a_sink_on_a_full_disk_opens_and_answers_later(small_disk):
+    """A server restarted on a full disk must start: the registry opens on first use."""
+    disk = small_disk("1m")
+    UploadSink(disk).registry.counts()  # the database exists, from an earlier run
+    fill_disk(disk)
+    sink = UploadSink(disk)  # does not raise
+    assert sink.remove_stale_spools() == 0

@@ -143,6 +143,34 @@ def test_api_crash_page_becomes_a_readable_502(client, awake_api, status):
     assert "Traceback" not in body["error"]
 
 
+UPSTREAM_TEXT = "worker crashed at /srv/anomalyze/models/model.joblib <script>alert(1)</script>"
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 599])
+def test_api_server_error_text_is_logged_not_shown(client, awake_api, status, caplog):
+    awake_api.post(f"{API_URL}/api/predict", status=status, json={
+        "success": False, "error": UPSTREAM_TEXT, "error_type": "internal_error"})
+    with caplog.at_level("WARNING", logger="anomalyze.frontend"):
+        response = upload(client)
+    assert response.status_code == 502
+    body = response.get_json()
+    assert body["error_type"] == "bad_gateway"
+    assert "/srv" not in body["error"] and "script" not in body["error"]
+    assert "worker crashed" not in response.get_data(as_text=True)
+    assert f"HTTP {status}" in body["error"]
+    assert any(UPSTREAM_TEXT in record.getMessage() for record in caplog.records)
+
+
+def test_api_out_of_space_is_a_507_with_our_own_message(client, awake_api):
+    awake_api.post(f"{API_URL}/api/predict", status=507, json={
+        "success": False, "error": UPSTREAM_TEXT, "error_type": "insufficient_storage"})
+    response = upload(client)
+    assert response.status_code == 507
+    body = response.get_json()
+    assert body["error_type"] == "insufficient_storage"
+    assert "no room" in body["error"] and "/srv" not in body["error"]
+
+
 def test_model_unavailable_is_relayed_as_503(client, awake_api):
     awake_api.post(f"{API_URL}/api/predict", status=503, json={
         "success": False, "error": "no model is loaded", "error_type": "model_unavailable"})

@@ -344,3 +344,59 @@ def test_hostile_file_name_is_stored_under_its_hash_name_inside_the_data_dir(
     assert all(data_dir in path.parents for path in created), created
     assert not any(path.name.startswith(".upload-") for path in created)
     assert not (tmp_path / "pwned").exists()
+
+
+# --- JSON nested a thousand deep ---------------------------------------------------------------
+
+DEEP = 1000
+
+
+def deep_list(depth: int = DEEP) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def deep_object(depth: int = DEEP) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("body", [
+    b'{"records": ' + deep_list() + b"}",
+    b'{"records": [' + deep_object() + b"]}",
+    deep_list(100_000),
+], ids=["records", "a record", "the whole body, 100,000 deep"])
+def test_json_body_nested_a_thousand_deep_is_a_400(client, body, log_lines):
+    response = client.post("/api/predict-json", data=body, content_type="application/json")
+    assert_json_error(response, 400, "invalid_json")
+    assert "nested too deeply" in response.get_json()["error"]
+    assert not [line for line in log_lines if line["level"] == "error"], log_lines
+
+
+@pytest.mark.parametrize("line", [
+    b'{"ts": 1.0, "uid": "C1", "extra": ' + deep_list() + b"}",
+    deep_object(),
+], ids=["a field", "the whole line"])
+def test_json_zeek_upload_nested_a_thousand_deep_is_a_400(client, data_dir, line, log_lines):
+    response = upload(client, line + b"\n", name="conn.log")
+    assert_json_error(response, 400, "invalid_json")
+    assert stored_files(data_dir) == [] and leftover_temp_files(data_dir) == []
+    assert not [line for line in log_lines if line["level"] == "error"], log_lines
+
+
+def test_rollback_body_nested_a_thousand_deep_is_a_400(model_dir, data_dir, log_lines):
+    client = make_app(model_dir, data_dir, ADMIN_TOKEN="s3cret").test_client()
+    response = client.post("/api/models/rollback", data=b'{"version": ' + deep_list() + b"}",
+                           headers={"Authorization": "Bearer s3cret"},
+                           content_type="application/json")
+    assert_json_error(response, 400, "invalid_json")
+    assert not [line for line in log_lines if line["level"] == "error"], log_lines
+
+
+def test_a_recursion_error_outside_the_json_parser_is_still_a_logged_500(client, monkeypatch,
+                                                                         log_lines):
+    def runaway(_body):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("server.predict.parse_json_records", runaway)
+    response = client.post("/api/predict-json", json={"records": [[0] * 41]})
+    assert_json_error(response, 500, "internal_error")
+    assert [line for line in log_lines if line["level"] == "error"]

@@ -24,6 +24,7 @@ from robust_helpers import (
     upload,
 )
 
+from tests.conftest import fill_disk
 from utils.model_store import MODEL_FILE, load_model
 from utils.upload_registry import UploadRegistry
 
@@ -127,7 +128,7 @@ def test_full_disk_while_keeping_an_upload_still_returns_the_analysis(
 def test_full_disk_while_receiving_an_upload_is_a_json_error_without_a_partial_file(
         client, data_dir, monkeypatch):
     """The upload is written to a temp file as it arrives; with no room for it there is
-    nothing to analyse: a JSON 5xx (no traceback, no path), and the partial file is gone."""
+    nothing to analyse: a JSON 507 (no traceback, no path), and the partial file is gone."""
     from server import uploads
 
     real_write = uploads.HashingSpool.write
@@ -139,12 +140,62 @@ def test_full_disk_while_receiving_an_upload_is_a_json_error_without_a_partial_f
 
     monkeypatch.setattr(uploads.HashingSpool, "write", write_until_full)
     response = upload(client, synthetic_kdd(400, 100, seed=52))
-    assert 500 <= response.status_code < 600
-    assert response.is_json
-    text = response.get_data(as_text=True)
-    assert "Traceback" not in text and str(data_dir) not in text
+    body = assert_json_error(response, 507, "insufficient_storage")
+    assert "Traceback" not in body["error"] and str(data_dir) not in body["error"]
     assert leftover_temp_files(data_dir) == []
     assert stored_files(data_dir) == []
+
+
+@pytest.mark.parametrize("rows", [25, 3500], ids=["in the write buffer", "written to disk"])
+def test_upload_to_a_full_data_disk_is_507_and_leaves_no_temp_file(model_dir, small_disk, rows):
+    """A real full disk (a tmpfs): small uploads fail when the spool is flushed, large ones
+    while it is written; either way a JSON 507, no exception out of the request's cleanup."""
+    disk = small_disk("2m")
+    client = make_app(model_dir, disk, MIN_FREE_MB=0.5).test_client()
+    filler = fill_disk(disk)
+    data = synthetic_kdd(rows * 4 // 5, rows // 5, seed=53)
+    assert_json_error(upload(client, data), 507, "insufficient_storage")
+    assert leftover_temp_files(disk) == [] and stored_files(disk) == []
+    status = client.get("/api/retrain/status")
+    assert status.status_code in (200, 503), status.get_data(as_text=True)
+    if status.status_code == 503:
+        assert_json_error(status, 503, "storage_unavailable")
+    assert client.get("/health").get_json()["disk"]["low"] is True
+    filler.unlink()
+    assert upload(client, data).get_json()["summary"]["stored"] is True
+
+
+def test_registry_unreadable_on_a_full_disk_is_a_503_json_on_the_status_route(client,
+                                                                            monkeypatch):
+    def disk_io_error(*_args, **_kwargs):
+        error = sqlite3.OperationalError("disk I/O error")
+        error.sqlite_errorcode = 4874  # SQLITE_IOERR_SHMSIZE: WAL's index cannot grow
+        raise error
+
+    monkeypatch.setattr(UploadRegistry, "counts", disk_io_error)
+    assert_json_error(client.get("/api/retrain/status"), 503, "storage_unavailable")
+
+
+def test_sqlite_full_outside_keeping_an_upload_is_a_507_json(model_dir, data_dir, monkeypatch):
+    client = make_app(model_dir, data_dir, ADMIN_TOKEN="s3cret").test_client()
+    monkeypatch.setattr(UploadRegistry, "request_retrain", sqlite_full)
+    response = client.post("/api/retrain", headers={"Authorization": "Bearer s3cret"})
+    assert_json_error(response, 507, "insufficient_storage")
+
+
+def test_uploads_are_not_kept_under_the_free_space_floor_but_still_scored(model_dir, data_dir,
+                                                                          log_lines):
+    client = make_app(model_dir, data_dir, MIN_FREE_MB=1e9).test_client()  # 1 PB: always low
+    response = upload(client, synthetic_kdd(40, 20, seed=54))
+    assert response.status_code == 200
+    summary = response.get_json()["summary"]
+    assert (summary["stored"], summary["duplicate"], summary["total_samples"]) == (
+        False, False, 60)
+    assert stored_files(data_dir) == [] and leftover_temp_files(data_dir) == []
+    health = client.get("/health").get_json()
+    assert health["status"] == "ok" and health["disk"]["low"] is True
+    assert health["disk"]["min_free_bytes"] == int(1e9 * (1 << 20))
+    assert [line["message"] for line in log_lines if "not kept" in line["message"]]
 
 
 # --- a locked upload registry ----------------------------------------------------------------

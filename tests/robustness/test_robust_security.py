@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -93,6 +94,60 @@ def test_the_token_is_compared_in_constant_time(model_dir, data_dir, launches, m
     ok = client.post("/api/retrain", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 202 and launches == ["api"]
     assert calls == [(b"nope", TOKEN.encode()), (TOKEN.encode(), TOKEN.encode())]
+
+
+# --- failed admin authentications are rate-limited ------------------------------------------
+
+
+def limited_client(model_dir, data_dir, limit: str = "10 per minute"):
+    return make_app(model_dir, data_dir, ADMIN_TOKEN=TOKEN, ADMIN_AUTH_LIMIT=limit).test_client()
+
+
+def test_a_flood_of_wrong_tokens_gets_429_json_and_locks_out_that_address(model_dir, data_dir,
+                                                                          launches):
+    client = limited_client(model_dir, data_dir)
+    statuses = [client.post(ADMIN_ROUTES[i % 2], headers={"Authorization": f"Bearer guess{i}"}
+                            ).status_code for i in range(30)]
+    assert statuses == [403] * 10 + [429] * 20
+    refused = client.post("/api/retrain", headers={"Authorization": "Bearer guess-again"})
+    body = assert_json_error(refused, 429, "too_many_requests")
+    assert "failed admin authentications" in body["error"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    # Inside the window even the right token waits: a guess that hits is not told so.
+    assert client.post("/api/retrain", headers={"Authorization": f"Bearer {TOKEN}"}
+                       ).status_code == 429
+    assert launches == []
+    other = client.post("/api/retrain", headers={"Authorization": "Bearer x"},
+                        environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 403  # another address has its own count
+
+
+def test_the_right_token_works_again_after_the_window(model_dir, data_dir, launches):
+    client = limited_client(model_dir, data_dir, limit="3 per 2 seconds")
+    for i in range(5):
+        client.post("/api/retrain", headers={"Authorization": f"Bearer guess{i}"})
+    assert client.post("/api/retrain", headers={"Authorization": f"Bearer {TOKEN}"}
+                       ).status_code == 429
+    time.sleep(2.2)
+    assert client.post("/api/retrain", headers={"Authorization": f"Bearer {TOKEN}"}
+                       ).status_code == 202
+    assert launches == ["api"]
+
+
+def test_only_failed_authentications_count(model_dir, data_dir, launches):
+    client = limited_client(model_dir, data_dir, limit="2 per minute")
+    for _ in range(12):  # the right token, many times
+        assert client.post("/api/retrain", headers={"Authorization": f"Bearer {TOKEN}"}
+                           ).status_code == 202
+    for _ in range(12):  # no credentials at all: 401, never limited
+        assert client.post("/api/retrain").status_code == 401
+    for i in range(3):
+        client.post("/api/retrain", headers={"Authorization": f"Bearer guess{i}"})
+    assert client.post("/api/retrain", headers={"Authorization": "Bearer guess"}
+                       ).status_code == 429
+    # Public routes, sent without credentials, are not affected by the lock-out.
+    assert upload(client, synthetic_kdd(5, 1)).status_code == 200
+    assert client.get("/api/retrain/status").status_code == 200
 
 
 # --- CORS ----------------------------------------------------------------------------------------
