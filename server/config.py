@@ -35,6 +35,13 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -62,6 +69,7 @@ ENV_SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "CORS_ORIGINS": ("ANOMALYZE_CORS_ORIGINS", (), _origins),
     "MODEL_CHECK_INTERVAL": ("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, _non_negative_float),
     "LOG_LEVEL": ("ANOMALYZE_LOG_LEVEL", "INFO", _log_level),
+    "CONCURRENT_ANALYSES": ("ANOMALYZE_CONCURRENT_ANALYSES", 4, _positive_int),
     "PORT": ("PORT", 5000, _port),
 }
 

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.analysis import Analysis, analyse_file, analyse_records
+from server.analysis_slots import analysis_slot
 from server.config import upload_limit_bytes
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
@@ -44,7 +45,8 @@ def predict() -> Response:
     sink = get_sink()
     received = sink.receive(upload)
     try:
-        analysis = analyse_file(model, received.path, 0 if as_csv else limit)
+        with analysis_slot():
+            analysis = analyse_file(model, received.path, 0 if as_csv else limit)
         kept = keep_upload(sink, received, analysis)
     finally:
         sink.discard(received)
@@ -70,13 +72,15 @@ def predict_json() -> Response:
     limit_mb = current_app.config["MAX_JSON_MB"]
     request.max_content_length = upload_limit_bytes(limit_mb)
     try:
-        body = request.get_json(force=True, silent=True)
+        request.get_data()  # received first: a slow client must not hold an analysis slot
     except RequestEntityTooLarge:
         raise too_large(limit_mb) from None
-    if body is None:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON")
-    records = parse_json_records(body)
-    analysis = analyse_records(model, records, 0 if as_csv else limit)
+    with analysis_slot():
+        body = request.get_json(force=True, silent=True)
+        if body is None:
+            raise ApiError(400, "invalid_json", "the request body is not valid JSON")
+        records = parse_json_records(body)
+        analysis = analyse_records(model, records, 0 if as_csv else limit)
     note_request(rows=len(analysis))
     if as_csv:
         return csv_response(model, analysis)
