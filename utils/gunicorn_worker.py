@@ -11,12 +11,16 @@ how long, and where, a request may be waited for:
   blocking and the connection goes back to gunicorn's poller (the path gunicorn itself uses
   for connections that have sent nothing yet) until the head is complete. No more than
   ``read_timeout`` may pass between two reads of it, and all of it must arrive within
-  ``header_timeout`` of its first byte. Otherwise the client gets a JSON 408 and the
-  connection is closed; a connection that sent nothing is closed after ``read_timeout``.
+  ``header_timeout`` (from the connection's opening, or on a kept-alive connection from the
+  request's first byte). Otherwise the client gets a JSON 408 and the connection is closed;
+  a connection that sent nothing is closed after ``read_timeout``.
 - **The body is read on the request's thread** (the app streams uploads to disk), but each
   read waits at most ``read_timeout`` and the whole body must arrive within ``body_timeout``
   after the head. Past either, the read raises ``ClientTimeout``, werkzeug's 408, which the
   Flask apps answer as their JSON error; the connection is closed after that answer.
+- **Connections are closed on the request's thread.** gunicorn closes them on its poller
+  thread, waiting up to 2 s for a client still sending: a few slow clients being closed
+  stalled every other connection of the worker.
 
 A slow body still holds a thread until it times out, so the servers run more threads than
 they run analyses at once (gunicorn.conf.py). Against many slow clients, the answer is a
@@ -167,6 +171,8 @@ class GuardedThreadWorker(gthread.ThreadWorker):
             return False
         deadline = conn.head_started + self.limits.header_timeout
         if state == "wait":
+            if not self.alive:  # stopping: gunicorn keeps no waiting connection then
+                return False
             if now < deadline:
                 return gthread._DEFER
             self._refuse(conn.sock, conn.client, "the request head did not arrive in time")

@@ -201,10 +201,17 @@ def ordinary_requests(requests_to_make: list[tuple[str, Callable[[], requests.Re
 
 def check_attack(slow: SlowClients, answers: list, expected_paths: dict[str, str], capsys,
                  server: str) -> None:
-    slowest = max(seconds for _, seconds, _ in answers)
+    times = sorted(seconds for _, seconds, _ in answers)
     figure(f"{server}: {len(answers)} ordinary requests while {slow.heads} slow heads and "
-           f"{slow.bodies} slow bodies trickled 1 byte/s: slowest answer {slowest:.3f} s; "
-           f"slow connections cut off: {sum(e.cut for e in slow.endings)}", capsys)
+           f"{slow.bodies} slow bodies trickled 1 byte/s: p50 {times[len(times) // 2]:.3f} s, "
+           f"slowest {times[-1]:.3f} s", capsys)
+    for kind in ("head", "body"):
+        cut = [e for e in slow.endings if e.kind == kind and e.cut]
+        answered = sum(e.status == 408 for e in cut)
+        if cut:
+            figure(f"{server}: slow {kind}s cut off: {len(cut)} ({answered} with a 408 read "
+                   f"back) after {min(e.seconds for e in cut):.1f}-"
+                   f"{max(e.seconds for e in cut):.1f} s", capsys)
     late = [(name, round(seconds, 3), outcome) for name, seconds, outcome in answers
             if seconds > ANSWER_WITHIN or outcome != 200]
     assert not late, f"ordinary requests slower than {ANSWER_WITHIN} s or failed: {late[:10]}"
@@ -292,6 +299,9 @@ def test_stalled_clients_are_cut_off_after_the_read_timeout(server_name, request
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    print(f"\n[slow clients] {server_name}, stalled: " + ", ".join(
+        f"{name}: {status} after {seconds:.1f} s" for name, (seconds, status, _) in
+        results.items()))
     for name in ("half a head", "half a body"):
         seconds, status, body = results[name]
         assert status == 408 and body["error_type"] == "request_timeout", (name, results[name])
