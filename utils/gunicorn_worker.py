@@ -148,6 +148,21 @@ class GuardedThreadWorker(gthread.ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         type(self).setup()  # already done by gunicorn's master; here for direct construction
+        self.busy_threads = 0
+
+    # -- accepting only with a free thread -----------------------------------------------------
+
+    def enqueue_req(self, conn: gthread.TConn) -> None:
+        self.busy_threads += 1
+        super().enqueue_req(conn)
+        if self.busy_threads >= self.cfg.threads:
+            self.set_accept_enabled(False)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread accepts while it has connections to spare, even with every thread busy (for
+        instance on slow bodies): a new request then waits in this worker's queue while another
+        worker sits idle. Accepting only with a free thread leaves it to the other workers."""
+        super().set_accept_enabled(enabled and self.busy_threads < self.cfg.threads)
 
     # -- the head: gathered on the poller ----------------------------------------------------
 
@@ -211,6 +226,7 @@ class GuardedThreadWorker(gthread.ThreadWorker):
             buffer.write(data)
 
     def finish_request(self, conn: gthread.TConn, fs: Any) -> None:
+        self.busy_threads -= 1  # gunicorn's loop then accepts again if it had stopped
         if getattr(conn, "closed_by_thread", False):
             self.nr_conns -= 1
             return

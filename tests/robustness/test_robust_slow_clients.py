@@ -209,7 +209,7 @@ def check_attack(slow: SlowClients, answers: list, expected_paths: dict[str, str
         cut = [e for e in slow.endings if e.kind == kind and e.cut]
         answered = sum(e.status == 408 for e in cut)
         if cut:
-            figure(f"{server}: slow {kind}s cut off: {len(cut)} ({answered} with a 408 read "
+            figure(f"{server}: slow {kind} clients cut off: {len(cut)} ({answered} with a 408 read "
                    f"back) after {min(e.seconds for e in cut):.1f}-"
                    f"{max(e.seconds for e in cut):.1f} s", capsys)
     late = [(name, round(seconds, 3), outcome) for name, seconds, outcome in answers
