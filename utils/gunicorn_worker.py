@@ -18,6 +18,8 @@ how long, and where, a request may be waited for:
   read waits at most ``read_timeout`` and the whole body must arrive within ``body_timeout``
   after the head. Past either, the read raises ``ClientTimeout``, werkzeug's 408, which the
   Flask apps answer as their JSON error; the connection is closed after that answer.
+- **A worker accepts only while it has a free thread**, so a worker busy with slow bodies
+  leaves new connections to the others instead of queueing them behind its own.
 - **Connections are closed on the request's thread.** gunicorn closes them on its poller
   thread, waiting up to 2 s for a client still sending: a few slow clients being closed
   stalled every other connection of the worker.
