@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY")
                                                           or 2))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS")
-                                                          or 4))
+                                                          or 16))  # gunicorn.conf.py's
     parser.add_argument("--large-rows", type=int, default=0,
                         help="also time one upload of this many rows (e.g. 500000)")
     parser.add_argument("--skip-throughput", action="store_true")

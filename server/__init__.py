@@ -13,7 +13,16 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from server import admin_limit, disk_space, errors, model_holder, request_log, retrain, uploads
+from server import (
+    admin_limit,
+    analysis_slots,
+    disk_space,
+    errors,
+    model_holder,
+    request_log,
+    retrain,
+    uploads,
+)
 from server.config import load_config, max_content_length
 from server.info import bp as info_bp
 from server.json_provider import OrjsonProvider
@@ -42,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     admin_limit.init_app(app)
     disk_space.init_app(app)
     uploads.init_app(app)
+    analysis_slots.init_app(app)
     model_holder.init_app(app)
     if app.config["CORS_ORIGINS"]:
         # Without this, browsers only let pages from the API's own origin read its answers.

@@ -35,6 +35,13 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -72,6 +79,7 @@ ENV_SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MODEL_CHECK_INTERVAL": ("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, _non_negative_float),
     "LOG_LEVEL": ("ANOMALYZE_LOG_LEVEL", "INFO", _log_level),
     "ADMIN_AUTH_LIMIT": ("ANOMALYZE_ADMIN_AUTH_LIMIT", "10 per minute", _rate_limit),
+    "CONCURRENT_ANALYSES": ("ANOMALYZE_CONCURRENT_ANALYSES", 4, _positive_int),
     "PORT": ("PORT", 5000, _port),
 }
 

@@ -27,6 +27,7 @@ HTTP_ERROR_TYPES: dict[int, str] = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",

@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.alerts import alerts_from_file, alerts_from_records, ndjson_response
 from server.analysis import Analysis, analyse_file, analyse_records
+from server.analysis_slots import analysis_slot
 from server.config import upload_limit_bytes
 from server.disk_space import get_disk_space
 from server.errors import ApiError, too_large
@@ -51,10 +52,12 @@ def predict() -> Response:
     received = sink.receive(upload)
     alerts = None
     try:
-        if fmt == "ndjson":
-            analysis, alerts = alerts_from_file(model, received.path, spool_dir=sink.incoming_dir)
-        else:
-            analysis = analyse_file(model, received.path, 0 if as_csv else limit)
+        with analysis_slot():
+            if fmt == "ndjson":
+                analysis, alerts = alerts_from_file(model, received.path,
+                                                    spool_dir=sink.incoming_dir)
+            else:
+                analysis = analyse_file(model, received.path, 0 if as_csv else limit)
         kept = keep_upload(sink, received, analysis)
     except BaseException:
         if alerts is not None:
@@ -87,17 +90,21 @@ def predict_json() -> Response:
     limit_mb = current_app.config["MAX_JSON_MB"]
     request.max_content_length = upload_limit_bytes(limit_mb)
     try:
-        body = request.get_json(force=True, silent=True)
+        request.get_data()  # received first: a slow client must not hold an analysis slot
     except RequestEntityTooLarge:
         raise too_large(limit_mb) from None
-    if body is None:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON")
-    records = parse_json_records(body)
+    with analysis_slot():
+        body = request.get_json(force=True, silent=True)
+        if body is None:
+            raise ApiError(400, "invalid_json", "the request body is not valid JSON")
+        records = parse_json_records(body)
+        if fmt == "ndjson":
+            analysis, alerts = alerts_from_records(model, records)
+        else:
+            analysis = analyse_records(model, records, 0 if as_csv else limit)
     if fmt == "ndjson":
-        analysis, alerts = alerts_from_records(model, records)
         note_request(rows=len(analysis))
         return ndjson_response(alerts, {MODEL_VERSION_HEADER: model.version})
-    analysis = analyse_records(model, records, 0 if as_csv else limit)
     note_request(rows=len(analysis))
     if as_csv:
         return csv_response(model, analysis)
