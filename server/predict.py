@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.analysis import Analysis, analyse_file, analyse_records
-from server.config import upload_limit_bytes
+from server.config import megabytes, upload_limit_bytes
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
 from server.model_holder import ModelUnavailable, get_holder
@@ -44,7 +44,10 @@ def predict() -> Response:
     sink = get_sink()
     received = sink.receive(upload)
     try:
-        analysis = analyse_file(model, received.path, 0 if as_csv else limit)
+        analysis = analyse_file(
+            model, received.path, 0 if as_csv else limit,
+            threads=current_app.config["SCORING_THREADS"],
+            max_decompressed_bytes=megabytes(current_app.config["MAX_DECOMPRESSED_MB"]))
         kept = keep_upload(sink, received, analysis)
     finally:
         sink.discard(received)

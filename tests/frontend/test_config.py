@@ -46,3 +46,13 @@ def test_app_reads_the_environment(monkeypatch):
     app = create_app()
     assert app.config["API_URL"] == "http://10.0.0.9:5000"
     assert app.config["MAX_CONTENT_LENGTH"] == max_content_length(10)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ANOMALYZE_API_URL", "localhost:5000"), ("ANOMALYZE_TABLE_LIMIT", "0"),
+    ("ANOMALYZE_MAX_UPLOAD_MB", "nan"), ("PORT", "70000"),
+])
+def test_the_app_does_not_start_with_a_bad_value(variable, value, monkeypatch):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        create_app()
