@@ -123,7 +123,7 @@ class UploadSink:
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
         self.registry = UploadRegistry(self.data_dir)
-        self.retrain_threshold: int | None = None  # None: env ANOMALYZE_RETRAIN_THRESHOLD
+        self.retrain_threshold: int | None = None  # None: the registry's default
         self.on_retrain_due: Callable[[], object] = lambda: None
 
     def remove_stale_spools(self, older_than: float = _STALE_SECONDS) -> int:
