@@ -102,7 +102,7 @@ def _log_level(text: str) -> str:
     return level
 
 
-def k_values(text: str) -> tuple[int, ...]:
+def _k_values(text: str) -> tuple[int, ...]:
     """"4,6,8" -> (4, 6, 8); at least one k, each a whole number >= 1."""
     values = tuple(int(part) for part in text.split(",") if part.strip())
     if not values or min(values) < 1:
@@ -127,6 +127,6 @@ http_url = Parser("an http:// or https:// URL", _http_url, "localhost:5000")
 origins = Parser("comma-separated origins (https://host[:port]) or *", _origins,
                  "ui.example.org")
 log_level = Parser(", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1], _log_level, "chatty")
-k_list = Parser("comma-separated k values (whole numbers, at least 1)", k_values, "4,x")
+k_list = Parser("comma-separated k values (whole numbers, at least 1)", _k_values, "4,x")
 token = Parser(f"at least {MIN_TOKEN_LENGTH} printable ASCII characters, no spaces", _token,
                "short", secret=True)
