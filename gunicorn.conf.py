@@ -1,32 +1,35 @@
 """Gunicorn settings for the ML API: ``gunicorn api_server:app -c gunicorn.conf.py``.
 
-Environment: WEB_CONCURRENCY (worker processes, default 2), GUNICORN_THREADS (threads per
-worker, default 16), PORT (default 5000), GUNICORN_TIMEOUT (seconds, default 120), and the
-ANOMALYZE_CLIENT_*_TIMEOUT limits on slow clients (utils/gunicorn_worker.py). See
-docs/CONFIG.md.
+Settings: the ``gunicorn`` rows of settings/table.py (PORT, WEB_CONCURRENCY, GUNICORN_*, and
+the ANOMALYZE_CLIENT_*_TIMEOUT limits on slow clients of utils/gunicorn_worker.py), read once
+here; a refused value stops gunicorn naming the variable. See docs/CONFIG.md.
 """
 
 import gc
 import os
 
-from utils.gunicorn_worker import GuardedThreadWorker
+from settings import load_settings
+from utils.gunicorn_worker import ClientLimits, GuardedThreadWorker
+
+_settings = load_settings("gunicorn")
 
 # One BLAS thread per scoring call: requests already run in parallel (workers x threads) on a
 # small machine, and a BLAS thread pool started in the master before fork is not fork-safe.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-bind = f"0.0.0.0:{os.environ.get('PORT') or '5000'}"
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+bind = f"0.0.0.0:{_settings['PORT']}"
+workers = _settings["WEB_CONCURRENCY"]
 # gthread, with time limits on clients that send their request slowly: a head is waited for
-# without a thread, a body on its request's thread within its time.
+# without a thread, a body on its request's thread within its time. Set here, in the master,
+# so the forked workers inherit them.
 worker_class = "utils.gunicorn_worker.GuardedThreadWorker"
-GuardedThreadWorker.setup()  # reads ANOMALYZE_CLIENT_*_TIMEOUT now: a bad value stops start-up
+GuardedThreadWorker.configure(ClientLimits.from_settings(_settings))
 # Threads are cheap while they wait on a slow body; the costly part, analysing an upload, is
 # limited separately (ANOMALYZE_CONCURRENT_ANALYSES per worker, server/analysis_slots.py).
-threads = int(os.environ.get("GUNICORN_THREADS") or 16)
+threads = _settings["GUNICORN_THREADS"]
 # A 500,000-row upload takes well under this (docs/CONFIG.md); past it the worker is restarted.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 120)
+timeout = _settings["GUNICORN_TIMEOUT"]
 graceful_timeout = 30
 keepalive = 5
 # Load the app (and the model) once in the master, so workers share the model's memory pages.

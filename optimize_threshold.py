@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from settings import script_settings
 from utils.cli import format_metrics, progress
-from utils.dataset import CHECKSUMS, data_dir, sha256_file
+from utils.dataset import CHECKSUMS, sha256_file
 from utils.metrics import evaluate
 from utils.model_store import (
     ModelLoadError,
-    default_model_dir,
     load_model,
     new_version,
     save_model,
@@ -47,10 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     args = parse_args(argv)
     rule = args.rule or ("fpr" if args.target_fpr is not None else "balanced-f1")
-    path = args.data or data_dir() / "KDDTrain+.txt"
-    model_dir = args.model_dir or default_model_dir()
+    path = args.data or config["DATA_DIR"] / "KDDTrain+.txt"
+    model_dir = args.model_dir or config["MODEL_DIR"]
     try:
         digest = sha256_file(path)
         if digest == CHECKSUMS["KDDTest+.txt"]:

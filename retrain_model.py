@@ -18,10 +18,10 @@ import os
 import sys
 from pathlib import Path
 
+from settings import parsers, script_settings
 from utils.cli import progress
-from utils.upload_registry import RetrainLock, UploadRegistry, retrain_threshold
+from utils.upload_registry import RetrainLock, UploadRegistry
 
-REPO_ROOT = Path(__file__).resolve().parent
 EXIT_CODES = {"promoted": 0, "failed": 1, "rejected": 3}
 EXIT_BUSY = 4
 
@@ -40,10 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the original training file (default: $ANOMALYZE_RETRAIN_TRAIN_FILE, "
                         "else the file the model card names, else KDDTrain+.txt, in the data "
                         "folder)")
-    parser.add_argument("--k", default=None,
+    parser.add_argument("--k", type=_checked(parsers.k_list), default=None,
                         help="comma-separated k values (default: $ANOMALYZE_RETRAIN_K, else "
                         "those of the current model)")
-    parser.add_argument("--tolerance", type=float, default=None,
+    parser.add_argument("--tolerance", type=_checked(parsers.number(at_least=0, at_most=1)),
+                        default=None,
                         help="largest drop in balanced F1 or AUROC still promoted "
                         "(default: $ANOMALYZE_RETRAIN_TOLERANCE or 0.005)")
     parser.add_argument("--requeue-rejected", action="store_true",
@@ -57,18 +58,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _folder(flag: Path | None, variable: str, default: str) -> Path:
-    # utils.dataset / utils.model_store hold the same defaults but import pandas and sklearn,
-    # which a process that only finds the lock taken should not wait for
-    if flag is not None:
-        return flag
-    return Path(os.environ.get(variable) or REPO_ROOT / default)
+def _checked(parse: parsers.Parser):
+    """An argparse type from a settings parser: the flag accepts what the variable accepts."""
+
+    def convert(text: str):
+        try:
+            return parse(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {parse.accepts}, got {text!r}") from None
+
+    return convert
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     args = parse_args(argv)
-    data_dir = _folder(args.data_dir, "ANOMALYZE_DATA_DIR", "data")
-    model_dir = _folder(args.model_dir, "ANOMALYZE_MODEL_DIR", "models")
+    data_dir = args.data_dir or config["DATA_DIR"]
+    model_dir = args.model_dir or config["MODEL_DIR"]
     if args.nice:
         os.nice(args.nice)
     registry = UploadRegistry(data_dir)
@@ -78,27 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.force and state["requests"] == 0:
         pending = registry.counts()["pending"]
         print(f"nothing queued: {pending} pending upload(s), {state['uploads_since_retrain']} "
-              f"of {retrain_threshold()} since the last trigger; --force retrains now")
+              f"of {config['RETRAIN_THRESHOLD']} since the last trigger; --force retrains now")
         return 0
     lock = RetrainLock(data_dir)
     if not lock.acquire(wait=args.lock_wait):
         progress("another retrain holds the lock; it will serve the queued requests")
         return EXIT_BUSY
 
-    from utils.retraining import RetrainSettings, parse_k, run_queued  # pandas, sklearn
+    from utils.retraining import RetrainSettings, run_queued  # pandas, sklearn
 
-    try:
-        settings = RetrainSettings.from_env(model_dir, data_dir)
-        if args.train is not None:
-            settings.train_file = args.train
-        if args.k is not None:
-            settings.n_clusters = parse_k(args.k)
-        if args.tolerance is not None:
-            settings.tolerance = args.tolerance
-    except ValueError as exc:
-        lock.release()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = RetrainSettings(
+        model_dir=model_dir, data_dir=data_dir,
+        train_file=args.train or config["RETRAIN_TRAIN_FILE"],
+        n_clusters=args.k or config["RETRAIN_K"],
+        tolerance=config["RETRAIN_TOLERANCE"] if args.tolerance is None else args.tolerance,
+        max_upload_rows=config["RETRAIN_MAX_UPLOAD_ROWS"],
+        max_decompressed_bytes=int(config["MAX_DECOMPRESSED_MB"] * (1 << 20)))
     results = run_queued(settings, registry, force=args.force, trigger=args.trigger,
                          progress=progress, lock=lock, lock_wait=args.lock_wait)
     if not results:

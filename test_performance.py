@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from settings import script_settings
 from utils.cli import format_metrics, progress
-from utils.dataset import data_dir
 from utils.metrics import evaluate
-from utils.model_store import ModelLoadError, default_model_dir, load_model
+from utils.model_store import ModelLoadError, load_model
 from utils.parallel import scoring_threads
 from utils.preprocessing import InputFormatError, read_records
 from utils.scoring import iter_scored_chunks, score_records
@@ -34,10 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     args = parse_args(argv)
-    path = args.data or data_dir() / "KDDTest+.txt"
+    path = args.data or config["DATA_DIR"] / "KDDTest+.txt"
+    threads = config["SCORING_THREADS"] or scoring_threads()
     try:
-        model = load_model(args.model_dir or default_model_dir())
+        model = load_model(args.model_dir or config["MODEL_DIR"])
         payload = path.read_bytes()
         records = read_records(payload)
     except (ModelLoadError, InputFormatError, OSError) as exc:
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     best = float("inf")
     for _ in range(max(1, args.repeat)):
         started = time.perf_counter()
-        rows = sum(len(part) for _, part in iter_scored_chunks(model, payload))
+        rows = sum(len(part) for _, part in iter_scored_chunks(model, payload, threads=threads))
         best = min(best, time.perf_counter() - started)
     assert rows == len(records)
     metrics = evaluate(records.labels, scored.is_anomaly, scored.anomaly_score)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_metrics(metrics))
     print(f"speed              {speed:,.0f} samples/s end-to-end "
           f"(parse + features + score, best of {args.repeat}, "
-          f"{scoring_threads()} threads)")
+          f"{threads} threads)")
     return 0
 
 

@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from settings import script_settings
 from utils.cli import format_metrics, progress
-from utils.dataset import data_dir, sha256_file
-from utils.model_store import default_model_dir, save_model
+from utils.dataset import sha256_file
+from utils.model_store import save_model
 from utils.preprocessing import InputFormatError, read_records
 from utils.thresholds import RULES
 from utils.training import DEFAULT_N_CLUSTERS, train
@@ -37,9 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     args = parse_args(argv)
-    path = args.train or data_dir() / "KDDTrain+.txt"
-    model_dir = args.model_dir or default_model_dir()
+    path = args.train or config["DATA_DIR"] / "KDDTrain+.txt"
+    model_dir = args.model_dir or config["MODEL_DIR"]
     if not path.is_file():
         print(f"error: {path} not found (run `make data`, or pass --train)", file=sys.stderr)
         return 2

@@ -33,15 +33,12 @@ from pathlib import Path
 
 import requests
 
+from settings import script_settings
 from utils.local_server import ServerProcess, ServerStartError, gunicorn_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 TIMEOUT = (5, 300)  # connect, read (seconds)
-
-
-def nslkdd_dir() -> Path:
-    return Path(os.environ.get("ANOMALYZE_NSLKDD_DIR") or REPO_ROOT / "data")
 
 
 @contextmanager
@@ -165,16 +162,15 @@ def large_upload(url: str, master: int, source: Path, rows: int, tmp: Path) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--file", type=Path, default=nslkdd_dir() / "KDDTest+.txt")
+    parser.add_argument("--file", type=Path, default=config["NSLKDD_DIR"] / "KDDTest+.txt")
     parser.add_argument("--requests", type=int, default=30, help="sequential latency requests")
     parser.add_argument("--concurrency", default="1,4,8", help="client counts, comma-separated")
     parser.add_argument("--max-requests", type=int, default=40, help="per concurrency level")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per level")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY")
-                                                          or 2))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS")
-                                                          or 16))  # gunicorn.conf.py's
+    parser.add_argument("--workers", type=int, default=config["WEB_CONCURRENCY"])
+    parser.add_argument("--threads", type=int, default=config["GUNICORN_THREADS"])
     parser.add_argument("--large-rows", type=int, default=0,
                         help="also time one upload of this many rows (e.g. 500000)")
     parser.add_argument("--skip-throughput", action="store_true")

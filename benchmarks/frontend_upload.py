@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+from settings import script_settings
 from utils.local_server import HOST, ServerProcess, free_port, gunicorn_command
 
 LINE = b"0,tcp,http,SF,215,45076,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,1,1,0.00,0.00,0.00,0.00," \
@@ -97,6 +98,7 @@ def worker_pid(master: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    script_settings()  # uses none of them, but a refused value stops every script alike
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=100, help="upload size in MiB")
     parser.add_argument("--runs", type=int, default=3)

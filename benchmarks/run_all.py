@@ -24,14 +24,12 @@ from benchmarks import plots
 from benchmarks.http_results import run_http
 from benchmarks.machine import machine_info
 from benchmarks.report import render_markdown
+from settings import script_settings
 from utils.cli import progress
-from utils.dataset import data_dir
-from utils.model_store import atomic_write_bytes, default_model_dir, load_model
+from utils.model_store import atomic_write_bytes, load_model
 
 SECTIONS = ("quality", "throughput", "zeek", "http")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ZEEK_DIR_ENV = "ANOMALYZE_ZEEK_DIR"
-DEFAULT_ZEEK_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
 
@@ -88,13 +86,14 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     atomic_write_bytes(out_dir / "latest.md", render_markdown(results).encode())
 
 
-def run(sections: list[str], notes: list[str]) -> dict:
+def run(sections: list[str], notes: list[str], config: dict) -> dict:
+    """The sections' results; ``config``: the scripts' settings (settings.script_settings)."""
     started = time.perf_counter()
     results: dict = {"schema": SCHEMA, "machine": machine_info(), "sections": sections,
                      "notes": notes}
-    model_dir = default_model_dir()
+    model_dir = config["MODEL_DIR"]
     model = load_model(model_dir)
-    nslkdd = data_dir()
+    nslkdd = config["DATA_DIR"]
     if "quality" in sections:
         from benchmarks.quality import run_quality
 
@@ -115,11 +114,11 @@ def run(sections: list[str], notes: list[str]) -> dict:
     if "zeek" in sections:
         from benchmarks.zeek_bench import run_zeek
 
-        zeek_path = Path(os.environ.get(ZEEK_DIR_ENV) or DEFAULT_ZEEK_DIR) / ZEEK_FILE
+        zeek_path = config["ZEEK_DIR"] / ZEEK_FILE
         if zeek_path.is_file():
             results["zeek"] = run_zeek(zeek_path, model, progress)
         else:
-            results["zeek"] = {"skipped": f"{zeek_path} not found (set {ZEEK_DIR_ENV})"}
+            results["zeek"] = {"skipped": f"{zeek_path} not found (set ANOMALYZE_ZEEK_DIR)"}
             progress(f"zeek: skipped ({results['zeek']['skipped']})")
     if "http" in sections:
         results["http"] = run_http(progress)
@@ -131,6 +130,7 @@ def run(sections: list[str], notes: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--sections", default=",".join(SECTIONS),
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(sections) - set(SECTIONS))
         if unknown:
             parser.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
-        results = run(sections, args.note)
+        results = run(sections, args.note, config)
     write_outputs(results, args.out_dir)
     progress(f"wrote {args.out_dir / 'latest.json'}, latest.md and "
              f"{len(results['plots'])} plots in {results['total_seconds'] / 60:.1f} min")

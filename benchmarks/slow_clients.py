@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from settings import script_settings
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -48,8 +50,9 @@ def slow_connection(host: str, port: int, kind: str, upload_path: str,
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:5000")
+    parser.add_argument("--url", default=f"http://127.0.0.1:{config['API_PORT']}")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--kind", choices=("head", "body", "mix"), default="mix")
     parser.add_argument("--upload-path", default="/api/predict")

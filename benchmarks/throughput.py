@@ -64,8 +64,10 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int = REPEATS) -> dict:
-    """Model load time, then the best of up to ``repeats`` end-to-end runs on ``rows`` rows.
+def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int = REPEATS,
+                     threads: int | None = None) -> dict:
+    """Model load time, then the best of up to ``repeats`` end-to-end runs on ``rows`` rows
+    (on ``threads`` threads; None: utils.parallel's default).
 
     Small inputs get all ``repeats`` runs; large ones stop after MIN_REPEATS once
     REPEAT_BUDGET_SECONDS are spent, so the report stays well under 15 minutes.
@@ -84,7 +86,7 @@ def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int =
     runs, cpu_runs = [], []
     for _ in range(max(1, repeats)):
         started, cpu_started = time.perf_counter(), time.process_time()
-        scored = sum(len(part) for _, part in iter_scored_chunks(model, payload))
+        scored = sum(len(part) for _, part in iter_scored_chunks(model, payload, threads=threads))
         runs.append(time.perf_counter() - started)
         cpu_runs.append(time.process_time() - cpu_started)
         if scored != rows:
@@ -149,9 +151,9 @@ def linearity(results: list[dict]) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from utils.dataset import data_dir
-    from utils.model_store import default_model_dir
+    from settings import script_settings
 
+    config = script_settings()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rows", type=int, required=True)
@@ -159,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args(argv)
-    result = measure_one_size(args.rows, args.data or data_dir() / "KDDTest+.txt",
-                              args.model_dir or default_model_dir(), args.repeats)
+    result = measure_one_size(args.rows, args.data or config["DATA_DIR"] / "KDDTest+.txt",
+                              args.model_dir or config["MODEL_DIR"], args.repeats,
+                              threads=config["SCORING_THREADS"])
     print(json.dumps(result))
     return 0
 

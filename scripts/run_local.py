@@ -5,8 +5,8 @@ Both run under gunicorn from this interpreter's environment (`sys.executable -m 
 each in its own session so that Ctrl-C reaches only this script, which then stops both in
 order. If either dies, the other is stopped too and the exit code is non-zero.
 
-Environment: API_PORT (default 5000), FRONTEND_PORT (default 8000), RUN_LOCAL_READY_TIMEOUT
-(seconds to wait for both to answer, default 120).
+Settings (settings/table.py, docs/CONFIG.md): API_PORT (default 5000), FRONTEND_PORT (default
+8000), RUN_LOCAL_READY_TIMEOUT (seconds to wait for both to answer, default 120).
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file, this folder comes first: settings/ is in ROOT
+
+from settings import script_settings  # noqa: E402
+
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.5
 STOP_GRACE = 10.0
@@ -155,18 +159,10 @@ def run(services: list[Service], ready_timeout: float, open_url: str) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _env_number(name: str, default: float, kind: type = int):
-    raw = os.environ.get(name, "")
-    try:
-        return kind(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-
-
 def main() -> int:
-    api_port = _env_number("API_PORT", 5000)
-    frontend_port = _env_number("FRONTEND_PORT", 8000)
-    ready_timeout = _env_number("RUN_LOCAL_READY_TIMEOUT", 120.0, float)
+    config = script_settings()
+    api_port, frontend_port = config["API_PORT"], config["FRONTEND_PORT"]
+    ready_timeout = config["RUN_LOCAL_READY_TIMEOUT"]
     services = build_services(api_port, frontend_port)
     return run(services, ready_timeout, f"http://{HOST}:{frontend_port}/")
 

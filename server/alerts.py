@@ -68,14 +68,18 @@ class AlertSpool:
 
 def alerts_from_file(
     model: LoadedModel, path: Path, *, spool_dir: Path | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int = CHUNK_ROWS, threads: int | None = None,
+    max_decompressed_bytes: int | None = None,
 ) -> tuple[Analysis, AlertSpool]:
     """Score a file and write the ECS alerts of all its anomalies, in input order.
 
     The Analysis (no rows described: the alerts are the detail) is what registering the
-    upload and logging the request need. InputFormatError as analyse_file gives it.
+    upload and logging the request need. InputFormatError as analyse_file gives it, and
+    ``threads`` and ``max_decompressed_bytes`` mean what they mean there.
     """
-    return _spooled(iter_scored_chunks(model, path, chunk_rows=chunk_rows), model, spool_dir)
+    chunks = iter_scored_chunks(model, path, chunk_rows=chunk_rows, threads=threads,
+                                max_decompressed_bytes=max_decompressed_bytes)
+    return _spooled(chunks, model, spool_dir)
 
 
 def alerts_from_records(

@@ -52,10 +52,21 @@ class Analysis:
 
 
 def analyse_file(
-    model: LoadedModel, path: Path, limit: int, *, chunk_rows: int = CHUNK_ROWS
+    model: LoadedModel,
+    path: Path,
+    limit: int,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    threads: int | None = None,
+    max_decompressed_bytes: int | None = None,
 ) -> Analysis:
-    """Parse and score a file; InputFormatError if any of it is invalid (nothing partial)."""
-    return analyse_chunks(iter_scored_chunks(model, path, chunk_rows=chunk_rows), limit)
+    """Parse and score a file; InputFormatError if any of it is invalid (nothing partial).
+
+    ``threads`` and ``max_decompressed_bytes``: see utils.scoring.iter_scored_chunks.
+    """
+    chunks = iter_scored_chunks(model, path, chunk_rows=chunk_rows, threads=threads,
+                                max_decompressed_bytes=max_decompressed_bytes)
+    return analyse_chunks(chunks, limit)
 
 
 def analyse_records(model: LoadedModel, records: ParsedRecords, limit: int) -> Analysis:

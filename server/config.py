@@ -1,103 +1,29 @@
-"""Service settings read from environment variables (documented in docs/CONFIG.md).
+"""The ML API's settings: the rows of the settings table (settings/table.py) that ``api`` reads.
 
 Parsed once when the app is created, so a mistyped value stops the server at start-up with the
-variable's name instead of surfacing later as a confusing failure.
+variable's name instead of surfacing later as a confusing failure. Request handlers read them
+from ``app.config`` and pass them on to the library as arguments.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from settings import REPO_ROOT, load_settings
+
+__all__ = ["REPO_ROOT", "load_config", "max_content_length", "megabytes", "upload_limit_bytes"]
 
 # Room for the multipart framing (boundary, part headers) around the uploaded file itself.
 MULTIPART_SLACK_BYTES = 1 << 20
 
 
-def _path(raw: str) -> Path:
-    return Path(raw).expanduser()
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("must be positive")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError("must be a whole number of at least 1")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value < 65536:
-        raise ValueError("must be a TCP port (1-65535)")
-    return value
-
-
-def _origins(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
-
-
-def _rate_limit(raw: str) -> str:
-    """A rate in the limits library's notation ("10 per minute", "5/30 seconds")."""
-    from limits import parse
-
-    parse(raw)  # ValueError on anything else
-    return raw
-
-
-def _log_level(raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return level
-
-
-# app.config key -> (environment variable, default, parser of the variable's text).
-ENV_SETTINGS: dict[str, tuple[str, Any, Any]] = {
-    "MODEL_DIR": ("ANOMALYZE_MODEL_DIR", REPO_ROOT / "models", _path),
-    "DATA_DIR": ("ANOMALYZE_DATA_DIR", REPO_ROOT / "data", _path),
-    "MAX_UPLOAD_MB": ("ANOMALYZE_MAX_UPLOAD_MB", 200.0, _positive_float),
-    "MAX_JSON_MB": ("ANOMALYZE_MAX_JSON_MB", 20.0, _positive_float),
-    "MIN_FREE_MB": ("ANOMALYZE_MIN_FREE_MB", 512.0, _non_negative_float),
-    "CORS_ORIGINS": ("ANOMALYZE_CORS_ORIGINS", (), _origins),
-    "MODEL_CHECK_INTERVAL": ("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, _non_negative_float),
-    "LOG_LEVEL": ("ANOMALYZE_LOG_LEVEL", "INFO", _log_level),
-    "ADMIN_AUTH_LIMIT": ("ANOMALYZE_ADMIN_AUTH_LIMIT", "10 per minute", _rate_limit),
-    "CONCURRENT_ANALYSES": ("ANOMALYZE_CONCURRENT_ANALYSES", 4, _positive_int),
-    "PORT": ("PORT", 5000, _port),
-}
-
-
 def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Settings from ``environ`` (default: os.environ); unset or empty variables get defaults."""
-    environ = os.environ if environ is None else environ
-    config: dict[str, Any] = {}
-    for key, (variable, default, parse) in ENV_SETTINGS.items():
-        raw = environ.get(variable, "")
-        if not raw.strip():
-            config[key] = default
-            continue
-        try:
-            config[key] = parse(raw.strip())
-        except ValueError as exc:
-            raise ValueError(f"environment variable {variable}={raw!r}: {exc}") from None
-    return config
+    """Settings from ``environ`` (default: os.environ); unset or empty variables get defaults.
+
+    Raises settings.SettingError (a ValueError) naming each variable with a refused value.
+    """
+    return load_settings("api", environ)
 
 
 def max_content_length(max_upload_mb: float) -> int:
@@ -106,4 +32,9 @@ def max_content_length(max_upload_mb: float) -> int:
 
 
 def upload_limit_bytes(max_upload_mb: float) -> int:
-    return int(max_upload_mb * (1 << 20))
+    return megabytes(max_upload_mb)
+
+
+def megabytes(mb: float) -> int:
+    """A size setting in MB (2^20 bytes) as a number of bytes."""
+    return int(mb * (1 << 20))

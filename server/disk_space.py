@@ -17,6 +17,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from server.config import megabytes
+
 EXTENSION_KEY = "anomalyze.disk_space"
 
 # errno values that mean "no room left": the disk is full, or the user's quota is used up.
@@ -77,12 +79,8 @@ def _sqlite_code(error: sqlite3.Error) -> int | None:
     return code & 0xFF if isinstance(code, int) else None
 
 
-def mb_to_bytes(megabytes: float) -> int:
-    return int(megabytes * (1 << 20))
-
-
 def init_app(app: Flask) -> DiskSpace:
-    disk = DiskSpace(app.config["DATA_DIR"], mb_to_bytes(app.config["MIN_FREE_MB"]))
+    disk = DiskSpace(app.config["DATA_DIR"], megabytes(app.config["MIN_FREE_MB"]))
     app.extensions[EXTENSION_KEY] = disk
     return disk
 

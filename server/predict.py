@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from server.alerts import alerts_from_file, alerts_from_records, ndjson_response
 from server.analysis import Analysis, analyse_file, analyse_records
 from server.analysis_slots import analysis_slot
-from server.config import upload_limit_bytes
+from server.config import megabytes, upload_limit_bytes
 from server.disk_space import get_disk_space
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
@@ -52,12 +52,14 @@ def predict() -> Response:
     received = sink.receive(upload)
     alerts = None
     try:
+        reading = {"threads": current_app.config["SCORING_THREADS"],
+                   "max_decompressed_bytes": megabytes(current_app.config["MAX_DECOMPRESSED_MB"])}
         with analysis_slot():
             if fmt == "ndjson":
                 analysis, alerts = alerts_from_file(model, received.path,
-                                                    spool_dir=sink.incoming_dir)
+                                                    spool_dir=sink.incoming_dir, **reading)
             else:
-                analysis = analyse_file(model, received.path, 0 if as_csv else limit)
+                analysis = analyse_file(model, received.path, 0 if as_csv else limit, **reading)
         kept = keep_upload(sink, received, analysis)
     except BaseException:
         if alerts is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from server.model_holder import get_holder
 from server.uploads import EXTENSION_KEY as UPLOADS_KEY
 from server.uploads import get_sink
 from utils.retraining import RetrainError, UnknownVersion, list_versions, rollback
-from utils.upload_registry import RetrainBusy, UploadRegistry, retrain_threshold
+from utils.upload_registry import RetrainBusy, UploadRegistry
 
 log = logging.getLogger("anomalyze.server")
 
@@ -76,9 +75,7 @@ class RetrainLauncher:
 
 
 def init_app(app: Flask) -> RetrainLauncher:
-    """Attach the launcher, read the threshold and admin token, hook the upload sink."""
-    app.config.setdefault("RETRAIN_THRESHOLD", retrain_threshold())
-    app.config.setdefault("ADMIN_TOKEN", os.environ.get(ADMIN_TOKEN_ENV) or None)
+    """Attach the launcher and hook the upload sink (threshold, token: server/config.py)."""
     launcher = RetrainLauncher(app.config["MODEL_DIR"], app.config["DATA_DIR"])
     app.extensions[EXTENSION_KEY] = launcher
     sink = app.extensions[UPLOADS_KEY]

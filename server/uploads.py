@@ -142,7 +142,7 @@ class UploadSink:
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
         self._registry: UploadRegistry | None = None
-        self.retrain_threshold: int | None = None  # None: env ANOMALYZE_RETRAIN_THRESHOLD
+        self.retrain_threshold: int | None = None  # None: the registry's default
         self.on_retrain_due: Callable[[], object] = lambda: None
         try:
             self.registry  # noqa: B018  (opened now, so a broken data folder shows at start)

@@ -12,6 +12,8 @@ from typing import TypeVar
 
 import pytest
 
+from settings import load_settings
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
@@ -48,7 +50,7 @@ def nslkdd_path(name: str) -> Path:
     Tests point ANOMALYZE_DATA_DIR at temp folders for uploads, so the data set has its own
     variable here. Missing files skip the test locally but fail it in CI (CI seeds data/).
     """
-    folder = Path(os.environ.get("ANOMALYZE_NSLKDD_DIR", REPO_ROOT / "data"))
+    folder = load_settings("tests")["NSLKDD_DIR"]
     return require_file(folder / name,
                         "run `make data` (CI seeds it from ../shared/data/nsl-kdd)")
 

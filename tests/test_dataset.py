@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+import utils.dataset as dataset
+from settings import load_settings
 from utils.dataset import (
     CHECKSUMS,
     DATASET_FILES,
     REPO_ROOT,
     DatasetError,
-    data_dir,
-    dataset_path,
     ensure_dataset,
 )
 
@@ -169,7 +169,10 @@ def test_the_mirror_may_be_a_local_folder(tmp_path, mirror, as_url):
 
 def test_the_mirror_comes_from_the_environment(tmp_path, mirror, monkeypatch):
     monkeypatch.setenv("ANOMALYZE_DATA_MIRROR", mirror.url.rstrip("/"))
-    ensure_dataset(["KDDTest+.txt"], directory=tmp_path / "data", checksums=SUMS)
+    real = dataset.ensure_dataset
+    monkeypatch.setattr(dataset, "ensure_dataset",
+                        lambda names, **options: real(names, **options, checksums=SUMS))
+    assert dataset.main(["KDDTest+.txt", "--dir", str(tmp_path / "data")]) == 0
     assert mirror.requests == ["/KDDTest+.txt"]
 
 
@@ -194,12 +197,12 @@ def test_a_file_without_a_known_checksum_is_refused(tmp_path):
         ensure_dataset(["other.txt"], directory=tmp_path, checksums=SUMS)
 
 
-def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.delenv("ANOMALYZE_DATA_DIR", raising=False)
-    assert data_dir() == REPO_ROOT / "data"
-    monkeypatch.setenv("ANOMALYZE_DATA_DIR", str(tmp_path))
-    assert data_dir() == tmp_path
-    assert dataset_path("KDDTest+.txt") == tmp_path / "KDDTest+.txt"
+def test_data_dir_comes_from_the_environment(tmp_path):
+    def data_dir(environ: dict[str, str]) -> Path:
+        return load_settings("scripts", environ)["DATA_DIR"]
+
+    assert data_dir({}) == REPO_ROOT / "data"
+    assert data_dir({"ANOMALYZE_DATA_DIR": str(tmp_path)}) == tmp_path
 
 
 def test_command_line_fails_with_a_message(tmp_path):
@@ -222,7 +225,7 @@ def test_checksums_are_the_published_ones():
 
 
 def test_the_real_data_set_verifies_without_fetching(tmp_path):
-    present = data_dir()
+    present = load_settings("scripts")["DATA_DIR"]
     if not all((present / name).is_file() for name in DATASET_FILES):
         pytest.skip(f"data set not present in {present}")
     paths = ensure_dataset(directory=present, mirror=str(tmp_path / "nowhere"))

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from settings import load_settings
 from utils import preprocessing
-from utils.dataset import data_dir
 from utils.preprocessing import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     InputFormatError,
@@ -33,11 +33,6 @@ from utils.preprocessing import (
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
 FORCE_LINE_PASS = b"\r \n"  # a blank line with a lone CR: valid, but the fast path declines it
-
-
-@pytest.fixture(autouse=True)
-def default_decompression_bound(monkeypatch):
-    monkeypatch.delenv("ANOMALYZE_MAX_DECOMPRESSED_MB", raising=False)
 
 
 def make_row(label: str | None = "normal", difficulty: str | None = "21", **values: str):
@@ -424,11 +419,12 @@ def test_gzip_bomb_is_refused_once_the_bound_is_passed(tmp_path):
     assert peak < 64 << 20
 
 
-def test_decompression_bound_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANOMALYZE_MAX_DECOMPRESSED_MB", "2")
+def test_decompression_bound_is_the_argument_never_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANOMALYZE_MAX_DECOMPRESSED_MB", "lots")  # read at start-up, not here
     bomb = tmp_path / "bomb.gz"
     write_gzip_bomb(bomb, b"7", gib=1)
-    assert str(refusal(bomb)) == "decompressed input exceeds the 2 MB limit"
+    assert str(refusal(bomb, max_decompressed_bytes=2 << 20)) == (
+        "decompressed input exceeds the 2 MB limit")
     assert DEFAULT_MAX_DECOMPRESSED_BYTES >= 1 << 30
 
 
@@ -653,7 +649,7 @@ def test_fast_path_and_line_pass_agree_on_valid_input(rows, labels, sep, header,
 
 @pytest.fixture(scope="module")
 def kdd_test_bytes() -> bytes:
-    path = data_dir() / "KDDTest+.txt"
+    path = load_settings("tests")["NSLKDD_DIR"] / "KDDTest+.txt"
     if not path.is_file():
         pytest.skip(f"{path} not present (python -m utils.dataset fetches it)")
     return path.read_bytes()

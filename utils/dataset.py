@@ -22,9 +22,9 @@ from urllib.request import url2pathname
 
 import requests
 
+from settings import script_settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR_ENV = "ANOMALYZE_DATA_DIR"
-MIRROR_ENV = "ANOMALYZE_DATA_MIRROR"
 DEFAULT_MIRROR = "https://raw.githubusercontent.com/defcom17/NSL_KDD/master/"
 DATASET_FILES = ("KDDTrain+.txt", "KDDTest+.txt", "KDDTrain+_20Percent.txt")
 CHECKSUMS: dict[str, str] = {
@@ -45,17 +45,6 @@ class DatasetError(RuntimeError):
     """A data set file could not be put in place (unreachable, missing or corrupt)."""
 
 
-def data_dir() -> Path:
-    """Where the data set lives: env ANOMALYZE_DATA_DIR, else <repo>/data."""
-    configured = os.environ.get(DATA_DIR_ENV)
-    return Path(configured) if configured else REPO_ROOT / "data"
-
-
-def dataset_path(name: str) -> Path:
-    """Path of one data set file in data_dir(); does not fetch it (see ensure_dataset)."""
-    return data_dir() / name
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -67,7 +56,7 @@ def sha256_file(path: Path) -> str:
 def ensure_dataset(
     names: Iterable[str] = DATASET_FILES,
     *,
-    directory: str | os.PathLike | None = None,
+    directory: str | os.PathLike,
     mirror: str | None = None,
     seed_from: str | os.PathLike | None = None,
     checksums: Mapping[str, str] | None = None,
@@ -77,7 +66,7 @@ def ensure_dataset(
 
     A file that is missing or fails its checksum is copied from ``seed_from`` (a local
     folder) if given, else fetched from ``mirror`` (a URL prefix, a local folder or a
-    file:// URL; default env ANOMALYZE_DATA_MIRROR, then DEFAULT_MIRROR). ``checksums``
+    file:// URL; default DEFAULT_MIRROR). ``checksums``
     (and the optional ``sizes``, a cheap first check) default to the NSL-KDD values.
     Raises DatasetError; a failed fetch leaves no partial file behind.
     """
@@ -85,9 +74,9 @@ def ensure_dataset(
         checksums = CHECKSUMS
         sizes = SIZES if sizes is None else sizes
     sizes = sizes or {}
-    target_dir = Path(directory) if directory is not None else data_dir()
+    target_dir = Path(directory)
     target_dir.mkdir(parents=True, exist_ok=True)
-    source = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
+    source = mirror or DEFAULT_MIRROR
     paths: dict[str, Path] = {}
     for name in names:
         if name not in checksums:
@@ -189,19 +178,21 @@ def _progress(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     parser = argparse.ArgumentParser(
         prog="python -m utils.dataset",
         description="Fetch and verify the NSL-KDD files (KDDTrain+, KDDTest+, 20% subset).",
     )
     parser.add_argument("names", nargs="*", default=list(DATASET_FILES), metavar="NAME",
                         help="files to ensure (default: all three)")
-    parser.add_argument("--dir", help=f"target folder (default: ${DATA_DIR_ENV} or <repo>/data)")
+    parser.add_argument("--dir", help="target folder (default: $ANOMALYZE_DATA_DIR or <repo>/data)")
     parser.add_argument("--seed-from", help="copy from this local folder instead of downloading")
-    parser.add_argument("--mirror", help=f"URL prefix or folder (default: ${MIRROR_ENV} or "
-                                         f"{DEFAULT_MIRROR})")
+    parser.add_argument("--mirror", help="URL prefix or folder (default: $ANOMALYZE_DATA_MIRROR "
+                                         f"or {DEFAULT_MIRROR})")
     args = parser.parse_args(argv)
     try:
-        paths = ensure_dataset(args.names, directory=args.dir, mirror=args.mirror,
+        paths = ensure_dataset(args.names, directory=args.dir or config["DATA_DIR"],
+                               mirror=args.mirror or config["DATA_MIRROR"],
                                seed_from=args.seed_from)
     except (DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

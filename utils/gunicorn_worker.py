@@ -37,6 +37,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +48,6 @@ from gunicorn.workers import gthread
 from werkzeug.exceptions import RequestTimeout
 
 from utils.json_errors import JsonError
-from utils.settings import positive_number_setting
-
-READ_TIMEOUT_ENV = "ANOMALYZE_CLIENT_READ_TIMEOUT"
-HEADER_TIMEOUT_ENV = "ANOMALYZE_CLIENT_HEADER_TIMEOUT"
-BODY_TIMEOUT_ENV = "ANOMALYZE_CLIENT_BODY_TIMEOUT"
 
 # A head longer than this is handed to gunicorn's parser on a thread (its limits then apply,
 # and so do the time limits): 64 KiB bounds what one waiting connection buffers.
@@ -61,23 +57,19 @@ _HEAD_END = b"\r\n\r\n"
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """How long a client may take to send a request (seconds)."""
+    """How long a client may take to send a request (seconds); the defaults are the settings
+    table's (tests/test_settings.py keeps them equal)."""
 
     read_timeout: float = 10.0
     header_timeout: float = 20.0
     body_timeout: float = 300.0
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ClientLimits:
-        """From ANOMALYZE_CLIENT_*_TIMEOUT; a bad value raises ValueError naming the variable."""
-        return cls(
-            read_timeout=positive_number_setting(
-                READ_TIMEOUT_ENV, cls.read_timeout, unit="seconds", environ=environ),
-            header_timeout=positive_number_setting(
-                HEADER_TIMEOUT_ENV, cls.header_timeout, unit="seconds", environ=environ),
-            body_timeout=positive_number_setting(
-                BODY_TIMEOUT_ENV, cls.body_timeout, unit="seconds", environ=environ),
-        )
+    def from_settings(cls, settings: Mapping[str, float]) -> ClientLimits:
+        """From the settings a gunicorn config loaded (``CLIENT_*_TIMEOUT``, settings/table.py)."""
+        return cls(read_timeout=settings["CLIENT_READ_TIMEOUT"],
+                   header_timeout=settings["CLIENT_HEADER_TIMEOUT"],
+                   body_timeout=settings["CLIENT_BODY_TIMEOUT"])
 
 
 class ClientTimeout(RequestTimeout):
@@ -139,17 +131,17 @@ class DeadlineUnreader(SocketUnreader):
 class GuardedThreadWorker(gthread.ThreadWorker):
     """gthread with the time limits of ``ClientLimits`` on reading requests (module docstring)."""
 
-    limits: ClientLimits | None = None
+    # Set by the gunicorn config file in the master, before the workers fork (they inherit it);
+    # the defaults serve a worker class used without it.
+    limits: ClientLimits = ClientLimits()
 
     @classmethod
-    def setup(cls) -> None:
-        """Read the limits once, in the master at start-up: a bad value stops it there."""
-        if cls.limits is None:
-            cls.limits = ClientLimits.from_env()
+    def configure(cls, limits: ClientLimits) -> None:
+        """The time limits of every worker this master starts from now on."""
+        cls.limits = limits
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        type(self).setup()  # already done by gunicorn's master; here for direct construction
         self.busy_threads = 0
 
     # -- accepting only with a free thread -----------------------------------------------------

@@ -75,11 +75,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def default_model_dir() -> Path:
-    default = Path(__file__).resolve().parents[1] / "models"
-    return Path(os.environ.get("ANOMALYZE_MODEL_DIR", default))
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)

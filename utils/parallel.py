@@ -20,9 +20,6 @@ from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
 
-from utils.settings import whole_number_setting
-
-THREADS_ENV = "ANOMALYZE_SCORING_THREADS"
 MAX_DEFAULT_THREADS = 4
 
 T = TypeVar("T")
@@ -33,10 +30,9 @@ _blas_lock = threading.Lock()
 
 
 def scoring_threads() -> int:
-    """Threads per scoring run: env ANOMALYZE_SCORING_THREADS, default the usable cores (<= 4)."""
+    """Default threads per scoring run: the usable cores, at most MAX_DEFAULT_THREADS."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    default = max(1, min(MAX_DEFAULT_THREADS, cores or 1))
-    return whole_number_setting(THREADS_ENV, default, minimum=1)
+    return max(1, min(MAX_DEFAULT_THREADS, cores or 1))
 
 
 def single_threaded_blas() -> None:

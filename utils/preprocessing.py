@@ -32,14 +32,12 @@ from utils.schema import (
     N_FEATURES,
     NUMERIC_FEATURES,
 )
-from utils.settings import positive_number_setting
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 DEFAULT_MAX_DECOMPRESSED_BYTES = 1 << 30
 MAX_PROBLEMS = 5
 
-_MAX_MB_ENV = "ANOMALYZE_MAX_DECOMPRESSED_MB"
 _BLOCK = 1 << 20
 _HEAD_BYTES = 1 << 16
 _MAX_LINE_BYTES = 1 << 20
@@ -164,8 +162,8 @@ def read_records(
     """Read a whole upload or file (plain or gzip) into memory and parse it.
 
     ``source`` is a path, the content as bytes, or a binary file object. The content
-    (decompressed, if gzip) may be at most ``max_decompressed_bytes`` long; the default is
-    DEFAULT_MAX_DECOMPRESSED_BYTES or env ANOMALYZE_MAX_DECOMPRESSED_MB.
+    (decompressed, if gzip) may be at most ``max_decompressed_bytes`` long (default
+    DEFAULT_MAX_DECOMPRESSED_BYTES).
     """
     limit = _resolve_limit(max_decompressed_bytes)
     head, blocks = _peek(_content_blocks(source, limit), _HEAD_BYTES)
@@ -273,9 +271,7 @@ def _split_lines(chunk: bytes, pieces: int) -> list[tuple[int, int]]:
 def _resolve_limit(max_decompressed_bytes: int | None) -> int:
     if max_decompressed_bytes is not None:
         return max_decompressed_bytes
-    megabytes = positive_number_setting(_MAX_MB_ENV, DEFAULT_MAX_DECOMPRESSED_BYTES / (1 << 20),
-                                        unit="MB")
-    return int(megabytes * (1 << 20))
+    return DEFAULT_MAX_DECOMPRESSED_BYTES
 
 
 def _too_large(limit: int, compressed: bool) -> InputFormatError:

@@ -25,7 +25,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,11 +66,6 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_MAX_UPLOAD_ROWS = 1_000_000
 LOCK_WAIT_SECONDS = 5.0
 
-ENV_TRAIN_FILE = "ANOMALYZE_RETRAIN_TRAIN_FILE"
-ENV_K = "ANOMALYZE_RETRAIN_K"
-ENV_TOLERANCE = "ANOMALYZE_RETRAIN_TOLERANCE"
-ENV_MAX_UPLOAD_ROWS = "ANOMALYZE_RETRAIN_MAX_UPLOAD_ROWS"
-
 _SCORE_CHUNK = 100_000
 _VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 
@@ -91,11 +86,12 @@ class UnknownVersion(RetrainError):
 
 @dataclass
 class RetrainSettings:
-    """Where things are and how a run behaves; ``from_env`` reads the ANOMALYZE_RETRAIN_* vars.
+    """Where things are and how a run behaves (retrain_model.py fills it from the settings).
 
     ``n_clusters`` None keeps the current model's k values (tests pass small ones).
     ``train_file`` None: ``<data_dir>/<file named in the current model card>``, else
-    ``<data_dir>/KDDTrain+.txt``.
+    ``<data_dir>/KDDTrain+.txt``. ``max_decompressed_bytes`` bounds reading a kept upload
+    (None: utils.preprocessing's default), as the API bounded it when it arrived.
     """
 
     model_dir: Path
@@ -105,39 +101,7 @@ class RetrainSettings:
     tolerance: float = DEFAULT_TOLERANCE
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     max_upload_rows: int = DEFAULT_MAX_UPLOAD_ROWS
-
-    @classmethod
-    def from_env(cls, model_dir: Path, data_dir: Path,
-                 environ: Mapping[str, str] | None = None) -> RetrainSettings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str:
-            return env.get(name, "").strip()
-
-        try:
-            return cls(
-                model_dir=Path(model_dir),
-                data_dir=Path(data_dir),
-                train_file=Path(get(ENV_TRAIN_FILE)) if get(ENV_TRAIN_FILE) else None,
-                n_clusters=parse_k(get(ENV_K)) if get(ENV_K) else None,
-                tolerance=float(get(ENV_TOLERANCE)) if get(ENV_TOLERANCE) else (
-                    DEFAULT_TOLERANCE),
-                max_upload_rows=int(get(ENV_MAX_UPLOAD_ROWS)) if get(ENV_MAX_UPLOAD_ROWS) else (
-                    DEFAULT_MAX_UPLOAD_ROWS),
-            )
-        except ValueError as exc:
-            raise ValueError(f"retrain settings from the environment: {exc}") from None
-
-
-def parse_k(text: str) -> tuple[int, ...]:
-    """"4,6,8" -> (4, 6, 8); every k a positive whole number."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"k values must be comma-separated whole numbers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"k values must be positive, got {text!r}")
-    return values
+    max_decompressed_bytes: int | None = None
 
 
 # --- choosing upload rows ------------------------------------------------------------------
@@ -238,6 +202,8 @@ def measure(pipeline: Pipeline, features: pd.DataFrame, labels: pd.Series) -> di
 
 def gate(before: dict, after: dict, tolerance: float = DEFAULT_TOLERANCE) -> tuple[bool, str]:
     """(promote?, why): promote unless balanced F1 or AUROC drops by more than ``tolerance``."""
+    if not 0 <= tolerance <= 1:  # NaN too: it would promote every candidate
+        raise ValueError(f"tolerance must be from 0 to 1, got {tolerance!r}")
     lines, worse = [], []
     for name in ("balanced_f1", "auroc"):
         old, new = before.get(name), after.get(name)
@@ -324,7 +290,7 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
                            f"the current model is {kind}; pass a {kind} training file")
     selection = UploadSelection()
     for upload in corpus:
-        records = _read_upload(registry, upload)
+        records = _read_upload(registry, upload, settings.max_decompressed_bytes)
         selection.add(records, current, validation_fraction=fraction, random_state=seed,
                       min_confidence=settings.min_confidence)
     extra = selection.normal_rows(settings.max_upload_rows, seed)
@@ -419,12 +385,13 @@ def _train_file(settings: RetrainSettings, card: dict) -> Path:
     return path
 
 
-def _read_upload(registry: UploadRegistry, upload: Upload) -> ParsedRecords:
+def _read_upload(registry: UploadRegistry, upload: Upload,
+                 max_decompressed_bytes: int | None) -> ParsedRecords:
     path = registry.path_of(upload)
     if not path.is_file():
         registry.reconcile_files()
     try:
-        return read_records(path)
+        return read_records(path, max_decompressed_bytes=max_decompressed_bytes)
     except FileNotFoundError:
         raise RetrainError(f"upload {upload.id} ({upload.sha256[:16]}) has no file") from None
     except InputFormatError as exc:

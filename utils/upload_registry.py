@@ -32,13 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from utils.settings import whole_number_setting
-
 DB_FILE = "anomalyze.sqlite3"
 LOCK_FILE = "retrain.lock"
 UPLOADS_DIR = "uploaded_logs"
 ARCHIVE_DIR = "archived"
-THRESHOLD_ENV = "ANOMALYZE_RETRAIN_THRESHOLD"
 DEFAULT_THRESHOLD = 10
 STATUSES = ("pending", "used", "archived")
 OUTCOMES = ("running", "promoted", "rejected", "failed")
@@ -126,11 +123,6 @@ class Registration:
     stored: bool
     upload: Upload
     retrain_due: bool  # this upload crossed the threshold: one more retrain is queued
-
-
-def retrain_threshold(environ: dict[str, str] | None = None) -> int:
-    """Unique uploads per automatic retrain (env ANOMALYZE_RETRAIN_THRESHOLD; 0 = never)."""
-    return whole_number_setting(THRESHOLD_ENV, DEFAULT_THRESHOLD, environ=environ)
 
 
 def sanitise_name(name: str | None) -> str:
@@ -266,10 +258,10 @@ class UploadRegistry:
         The file is renamed into ``uploaded_logs/`` inside the transaction that records it, so
         a row never names a missing file and two workers storing the same content cannot both
         keep it. A duplicate leaves ``path`` where it is (the caller deletes its temp file).
-        ``threshold`` (default: env) 0 disables the automatic trigger.
+        ``threshold`` (default DEFAULT_THRESHOLD) 0 disables the automatic trigger.
         """
         path = Path(path)
-        threshold = retrain_threshold() if threshold is None else threshold
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         known = self.find(sha256)
         if known is not None:
             return Registration(duplicate=True, stored=False, upload=known, retrain_due=False)

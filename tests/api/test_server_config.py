@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import sys
 
+import limits
 import pytest
+from apitest_helpers import synthetic_kdd, upload
 
+import server.alerts
+import server.analysis
 from server import create_app
 from server.config import REPO_ROOT, load_config, max_content_length
 
@@ -48,6 +53,23 @@ def test_bad_values_fail_naming_the_variable(variable, value):
         load_config({variable: value})
 
 
+@pytest.mark.parametrize("text", [
+    "10 per minute", "10/minute", "5 per 30 seconds", "5/30 Seconds", "100/hour", "1 PER DAY",
+    "2/second; 100 per hour", "1 per year|3 per month, 4/day", " 10  per  minute ", "0 per second",
+    "lots", "10 per fortnight", "10 per", "per minute", "10 minutes", "-1 per minute",
+    "1.5 per minute", "10 per minute;", "10 per minutess", "ten per minute", "10 per ５ minutes",
+])
+def test_the_settings_table_reads_rates_as_the_limits_library_does(text):
+    """settings/ is standard library only, so it writes the notation of `limits` out itself."""
+    try:
+        limits.parse_many(text.strip())
+    except ValueError:
+        with pytest.raises(ValueError, match="ANOMALYZE_ADMIN_AUTH_LIMIT"):
+            load_config({"ANOMALYZE_ADMIN_AUTH_LIMIT": text})
+    else:
+        assert load_config({"ANOMALYZE_ADMIN_AUTH_LIMIT": text})["ADMIN_AUTH_LIMIT"] == text.strip()
+
+
 def test_body_limit_leaves_room_for_the_multipart_framing(app):
     assert app.config["MAX_CONTENT_LENGTH"] == max_content_length(200.0) > 200 * 1024 * 1024
 
@@ -75,3 +97,67 @@ def test_entry_point_never_runs_in_debug_mode(monkeypatch, model_dir, tmp_path):
     assert api_server.app.debug is False
     assert api_server.app.config["MODEL_DIR"] == model_dir
     assert api_server.app.test_client().get("/health").status_code == 200
+
+
+def test_settings_are_read_once_so_a_later_typo_cannot_break_uploads(model_dir, tmp_path,
+                                                                    monkeypatch):
+    app = create_app({"MODEL_DIR": model_dir, "DATA_DIR": tmp_path, "RETRAIN_THRESHOLD": 0})
+    monkeypatch.setenv("ANOMALYZE_MAX_DECOMPRESSED_MB", "lots")
+    monkeypatch.setenv("ANOMALYZE_SCORING_THREADS", "two")
+    response = upload(app.test_client(), gzip.compress(synthetic_kdd(20, 5)), name="t.txt.gz")
+    assert response.status_code == 200, response.get_json()
+
+
+def test_upload_limits_and_threads_reach_the_scoring_from_the_config(model_dir, tmp_path,
+                                                                    monkeypatch):
+    seen = []
+    real = server.analysis.iter_scored_chunks
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["threads"], kwargs["max_decompressed_bytes"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server.analysis, "iter_scored_chunks", spy)
+    app = create_app({"MODEL_DIR": model_dir, "DATA_DIR": tmp_path, "RETRAIN_THRESHOLD": 0,
+                      "SCORING_THREADS": 3, "MAX_DECOMPRESSED_MB": 1})
+    client = app.test_client()
+    assert upload(client, synthetic_kdd(20, 5)).status_code == 200
+    assert seen == [(3, 1 << 20)]
+    inflated = synthetic_kdd(20, 5) * 600
+    assert len(inflated) > 1 << 20
+    bomb = gzip.compress(inflated)
+    response = upload(client, bomb, name="big.txt.gz")
+    assert response.status_code == 413
+    assert "1 MB" in response.get_json()["error"]
+
+
+def test_ecs_alert_uploads_are_read_with_the_same_limits_and_threads(model_dir, tmp_path,
+                                                                     monkeypatch):
+    seen = []
+    real = server.alerts.iter_scored_chunks
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["threads"], kwargs["max_decompressed_bytes"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server.alerts, "iter_scored_chunks", spy)
+    app = create_app({"MODEL_DIR": model_dir, "DATA_DIR": tmp_path, "RETRAIN_THRESHOLD": 0,
+                      "SCORING_THREADS": 3, "MAX_DECOMPRESSED_MB": 1})
+    client = app.test_client()
+    assert upload(client, synthetic_kdd(20, 5), query="?format=ndjson").status_code == 200
+    assert seen == [(3, 1 << 20)]
+    bomb = gzip.compress(synthetic_kdd(20, 5) * 600)
+    response = upload(client, bomb, name="big.txt.gz", query="?format=ndjson")
+    assert response.status_code == 413
+    assert "1 MB" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ANOMALYZE_MAX_DECOMPRESSED_MB", "lots"), ("ANOMALYZE_SCORING_THREADS", "0"),
+    ("ANOMALYZE_RETRAIN_TOLERANCE", "nan"), ("ANOMALYZE_ADMIN_TOKEN", "short"),
+    ("ANOMALYZE_RETRAIN_THRESHOLD", "ten"),
+])
+def test_the_app_does_not_start_with_a_bad_value(variable, value, monkeypatch, tmp_path):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        create_app({"MODEL_DIR": tmp_path, "DATA_DIR": tmp_path})

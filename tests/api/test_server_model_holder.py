@@ -159,10 +159,10 @@ def test_a_request_finishes_on_the_model_it_started_with(folder, other_model_dir
 
     real = predict.analyse_file
 
-    def swap_then_analyse(model, path, limit):
+    def swap_then_analyse(model, path, limit, **options):
         replace_model(other_model_dir, folder)
         app.extensions["anomalyze.model"].refresh()
-        return real(model, path, limit)
+        return real(model, path, limit, **options)
 
     monkeypatch.setattr(predict, "analyse_file", swap_then_analyse)
     response = upload(app.test_client(), synthetic_kdd(10, 5))

@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from utils.parallel import THREADS_ENV, ordered_map, scoring_threads
+from settings import load_settings
+from utils.parallel import ordered_map, scoring_threads
+
+THREADS_ENV = "ANOMALYZE_SCORING_THREADS"
 
 
 def slow_identity(item: int) -> int:
@@ -106,15 +109,14 @@ def test_abandoning_the_results_stops_taking_work():
     assert len(taken) <= 5
 
 
-def test_thread_count_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv(THREADS_ENV, "3")
-    assert scoring_threads() == 3
-    monkeypatch.delenv(THREADS_ENV)
+def test_thread_count_comes_from_the_settings_and_defaults_to_the_cores(monkeypatch):
+    assert load_settings("api", {THREADS_ENV: "3"})["SCORING_THREADS"] == 3
+    assert load_settings("api", {})["SCORING_THREADS"] is None  # scoring's own default:
+    monkeypatch.setenv(THREADS_ENV, "3")  # the library never reads the environment itself
     assert 1 <= scoring_threads() <= 4
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
-def test_a_bad_thread_count_is_a_clear_error(monkeypatch, value):
-    monkeypatch.setenv(THREADS_ENV, value)
+def test_a_bad_thread_count_is_a_clear_error(value):
     with pytest.raises(ValueError, match=THREADS_ENV):
-        scoring_threads()
+        load_settings("api", {THREADS_ENV: value})

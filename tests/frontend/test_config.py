@@ -86,3 +86,13 @@ def test_served_app_does_not_start_with_a_bad_setting():
     result = _python("import api.index", ANOMALYZE_MAX_UPLOAD_MB="lots")
     assert result.returncode != 0
     assert "ANOMALYZE_MAX_UPLOAD_MB" in result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ANOMALYZE_API_URL", "localhost:5000"), ("ANOMALYZE_TABLE_LIMIT", "0"),
+    ("ANOMALYZE_MAX_UPLOAD_MB", "nan"), ("PORT", "70000"),
+])
+def test_the_app_does_not_start_with_a_bad_value(variable, value, monkeypatch):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        create_app()

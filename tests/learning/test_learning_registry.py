@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from settings import load_settings
 from utils.upload_registry import (
+    DEFAULT_THRESHOLD,
     RegistryBusyError,
     RetrainBusy,
     RetrainLock,
     UploadRegistry,
-    retrain_threshold,
     sanitise_name,
 )
 
@@ -109,6 +110,10 @@ def test_threshold_zero_never_queues_a_retrain(tmp_path):
     assert registry.state() == {"uploads_since_retrain": 5, "requests": 0}
 
 
+def retrain_threshold(environ: dict[str, str]) -> int:
+    return load_settings("api", environ)["RETRAIN_THRESHOLD"]
+
+
 @pytest.mark.parametrize(("raw", "expected"), [("", 10), ("3", 3), ("0", 0)])
 def test_threshold_comes_from_the_environment(raw, expected):
     assert retrain_threshold({"ANOMALYZE_RETRAIN_THRESHOLD": raw}) == expected
@@ -118,6 +123,15 @@ def test_threshold_comes_from_the_environment(raw, expected):
 def test_a_bad_threshold_names_the_variable(raw):
     with pytest.raises(ValueError, match="ANOMALYZE_RETRAIN_THRESHOLD"):
         retrain_threshold({"ANOMALYZE_RETRAIN_THRESHOLD": raw})
+
+
+def test_without_a_threshold_the_registry_uses_its_default_not_the_environment(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("ANOMALYZE_RETRAIN_THRESHOLD", "1")
+    registry = UploadRegistry(tmp_path)
+    due = [put(registry, content(i), threshold=None)[1].retrain_due
+           for i in range(DEFAULT_THRESHOLD)]
+    assert due == [False] * (DEFAULT_THRESHOLD - 1) + [True]
 
 
 def _register_many(data_dir: str, numbers: list[int], start: multiprocessing.Event) -> None:

@@ -288,11 +288,12 @@ def test_gzip_bomb_of_blank_lines_is_413_before_the_worker_timeout(client, data_
               f"413 after {elapsed:.1f} s")
 
 
-def test_gzip_bomb_of_records_is_413_with_bounded_memory(client, data_dir, monkeypatch,
+def test_gzip_bomb_of_records_is_413_with_bounded_memory(model_dir, data_dir, monkeypatch,
                                                          capsys):
     """64 MiB of valid records in a 0.2 MB gzip, with the decompressed limit lowered to 8 MB:
     refused once 8 MB are inflated, never holding more than a few blocks in memory."""
     monkeypatch.setenv("ANOMALYZE_MAX_DECOMPRESSED_MB", "8")
+    client = make_app(model_dir, data_dir).test_client()  # settings are read at start-up
     line = (good_lines(1)[0] + "\n").encode()
     bomb = gzip_bomb(line * (MB // len(line)), 64 * MB)
     assert len(bomb) < 512 * 1024
