@@ -7,7 +7,8 @@ settings once at start-up, and a refused value stops that start naming the varia
 
 - the ML API: ``server.create_app`` -> ``load_settings("api")`` into ``app.config``;
 - the frontend: ``api.app_vercel.create_app`` -> ``load_settings("frontend")``;
-- gunicorn: ``gunicorn.conf.py`` -> ``load_settings("gunicorn")``;
+- gunicorn: ``gunicorn.conf.py`` -> ``load_settings("gunicorn")``, and for the self-hosted
+  frontend ``gunicorn_frontend.conf.py`` -> ``load_settings("gunicorn_frontend")``;
 - the scripts and benchmarks: first line of each ``main()`` -> ``script_settings()``;
 - the tests: their fixtures -> ``load_settings("tests")``.
 

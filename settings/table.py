@@ -3,9 +3,9 @@
 A new setting is one ``Setting(...)`` row here (name, default, parser, the processes that read
 it, one line of meaning), then ``python -m settings --markdown`` to refresh the docs. Its
 value reaches the code through the reader's config (``app.config[setting.key]`` in the API
-and the frontend, the dict gunicorn.conf.py and each script's main() load), never through
-``os.environ``. A variable may have two rows only for disjoint readers (PORT: 5000 for the
-API under gunicorn, 8000 for the frontend's development server).
+and the frontend, the dict the gunicorn config files and each script's main() load), never
+through ``os.environ``. A variable may have two rows only for disjoint readers (PORT: 5000 for
+the API and its gunicorn, 8000 for the frontend and its gunicorn).
 """
 
 from __future__ import annotations
