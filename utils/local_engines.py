@@ -170,6 +170,9 @@ class _Engine(abc.ABC):
 
 # ---------------------------------------------------------------------------- PostgreSQL
 
+DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
+
+
 def postgres_bindir() -> Path:
     """The folder with ``initdb`` and ``postgres``: ``$ANOMALYZE_PG_BINDIR``, the one ``initdb``
     on PATH lives in, or the newest ``/usr/lib/postgresql/<version>/bin`` (Debian keeps the
@@ -179,7 +182,7 @@ def postgres_bindir() -> Path:
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-    debian = Path("/usr/lib/postgresql").glob("*/bin")
+    debian = DEBIAN_PG_ROOT.glob("*/bin")
     candidates += sorted(debian, key=lambda p: [int(n) for n in re.findall(r"\d+", p.parent.name)],
                          reverse=True)
     for folder in candidates:
