@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from utils.local_server import HOST, REPO_ROOT, ServerStartError, free_port
@@ -102,7 +102,7 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def _wait_until(ready, *, process: subprocess.Popen, what: str, log_path: Path,
+def _wait_until(ready: Callable[[], bool], *, process: subprocess.Popen, what: str, log_path: Path,
                 timeout: float) -> None:
     """Poll ``ready()`` until it is true; fail early if the process exits."""
     deadline = time.monotonic() + timeout
