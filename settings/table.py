@@ -132,4 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_NSLKDD_DIR", REPO_ROOT / "data", path, ("scripts", "tests"),
             "where the tests and `benchmarks/bench_http.py` find the NSL-KDD files (tests "
             "point `ANOMALYZE_DATA_DIR` at temp folders)"),
+    Setting("ANOMALYZE_PG_BINDIR", None, path, ("scripts", "tests"),
+            "folder holding PostgreSQL's `initdb` and `postgres` for the tests' throwaway "
+            "server", shown="the one `initdb` on PATH is in, else the newest "
+            "`/usr/lib/postgresql/*/bin`"),
 )

@@ -8,11 +8,12 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import pytest
 
 from settings import load_settings
+from utils.local_engines import DaskCluster, EngineUnavailable, PostgresServer, S3Server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -34,13 +35,18 @@ def poll(condition: Callable[[], T], what: str, deadline: float = 30.0,
     raise AssertionError(f"gave up waiting for {what}")
 
 
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip the test locally, fail it in CI (env CI set): CI installs everything, so a
+    missing file or program there is a broken setup, never a reason to test less."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_file(path: Path, hint: str) -> Path:
-    """``path`` if it exists; otherwise skip the test locally, fail it in CI (env CI set)."""
+    """``path`` if it exists; otherwise skip the test locally, fail it in CI."""
     if not path.is_file():
-        message = f"{path} is missing: {hint}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"{path} is missing: {hint}")
     return path
 
 
@@ -123,3 +129,39 @@ def fill_disk(folder: Path, leave: int = 0, name: str = "filler.bin") -> Path:
         os.truncate(path, max(0, path.stat().st_size - leave))
     return path
 
+
+# --- real servers (PostgreSQL, SeaweedFS, Dask) --------------------------------------------
+
+
+def _serve(make: Callable[[], T]) -> Iterator[T]:
+    """Start an engine from ``make`` for the session and close it after, pass or fail."""
+    try:
+        engine = make()
+    except EngineUnavailable as exc:
+        skip_or_fail(str(exc))
+    try:
+        yield engine.start()
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on 127.0.0.1 (``.url()``; ``.create_database(name)`` for a fresh
+    database; ``with postgres_server.stopped():`` takes it away for a while)."""
+    bindir = load_settings("tests")["PG_BINDIR"]
+    yield from _serve(lambda: PostgresServer(bindir=bindir))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server, SeaweedFS (``.endpoint_url``, ``.env()``, ``.client()``,
+    ``.stopped()``)."""
+    yield from _serve(S3Server)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[DaskCluster]:
+    """A Dask scheduler (``.address``) and two one-thread worker processes; a test that
+    kills a worker (``.kill_worker(i)``) calls ``.start()`` after, which restarts it."""
+    yield from _serve(lambda: DaskCluster(n_workers=2))
