@@ -1,7 +1,9 @@
 """Retrain on the training data plus kept uploads; promote the candidate only if it is not worse.
 
     python retrain_model.py [--force] [--model-dir models] [--data-dir data] [--train FILE]
-                            [--k 100,150,200,250,300] [--tolerance 0.005] [--requeue-rejected]
+                            [--k 100,150,200,250,300] [--tolerance 0.005]
+                            [--category-tolerance 0.02] [--requeue-rejected]
+                            [--list-quarantined] [--release SHA256|all ...]
 
 Without --force it serves the retrain requests queued by uploads or by POST /api/retrain (one
 run per request) and does nothing when none is queued. The decisions (which upload rows are
@@ -19,7 +21,13 @@ import sys
 from pathlib import Path
 
 from utils.cli import progress
-from utils.upload_registry import RetrainLock, UploadRegistry, retrain_threshold
+from utils.upload_registry import (
+    NotQuarantined,
+    RetrainLock,
+    UnknownUpload,
+    UploadRegistry,
+    retrain_threshold,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent
 EXIT_CODES = {"promoted": 0, "failed": 1, "rejected": 3}
@@ -46,8 +54,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="largest drop in balanced F1 or AUROC still promoted "
                         "(default: $ANOMALYZE_RETRAIN_TOLERANCE or 0.005)")
+    parser.add_argument("--category-tolerance", type=float, default=None,
+                        help="largest drop in any attack category's detection rate still "
+                        "promoted (default: $ANOMALYZE_RETRAIN_CATEGORY_TOLERANCE or 0.02)")
     parser.add_argument("--requeue-rejected", action="store_true",
                         help="put uploads set aside by rejected runs back in the queue first")
+    parser.add_argument("--list-quarantined", action="store_true",
+                        help="list the uploads quarantined by rollbacks, and exit")
+    parser.add_argument("--release", action="append", default=[], metavar="SHA256",
+                        help="let a quarantined upload train again (repeatable; 'all' releases "
+                        "every quarantined upload); it joins the next run")
     parser.add_argument("--nice", type=int, default=0,
                         help="lower the process priority by this much (the server passes 10)")
     parser.add_argument("--lock-wait", type=float, default=5.0,
@@ -72,6 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice:
         os.nice(args.nice)
     registry = UploadRegistry(data_dir)
+    if args.list_quarantined:
+        for upload in registry.uploads(status="quarantined"):
+            print(f"{upload.sha256}  {upload.received_at}  {upload.rows} rows  "
+                  f"{'trusted' if upload.trusted else 'anonymous'} from "
+                  f"{upload.client or 'unknown'}  {upload.original_name}")
+        return 0
+    if args.release:
+        wanted = args.release
+        if wanted == ["all"]:
+            wanted = [upload.sha256 for upload in registry.uploads(status="quarantined")]
+        for sha256 in wanted:
+            try:
+                registry.release(sha256.strip().lower())
+            except (UnknownUpload, NotQuarantined) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            progress(f"released {sha256}: it joins the next run")
     if args.requeue_rejected:
         progress(f"{registry.requeue_used()} upload(s) put back in the queue")
     state = registry.state()
@@ -95,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.n_clusters = parse_k(args.k)
         if args.tolerance is not None:
             settings.tolerance = args.tolerance
+        if args.category_tolerance is not None:
+            settings.category_tolerance = args.category_tolerance
     except ValueError as exc:
         lock.release()
         print(f"error: {exc}", file=sys.stderr)

@@ -59,6 +59,11 @@ ENV_SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "DATA_DIR": ("ANOMALYZE_DATA_DIR", REPO_ROOT / "data", _path),
     "MAX_UPLOAD_MB": ("ANOMALYZE_MAX_UPLOAD_MB", 200.0, _positive_float),
     "MAX_JSON_MB": ("ANOMALYZE_MAX_JSON_MB", 20.0, _positive_float),
+    # Kept uploads: at most this much in all, and per client address within the window.
+    "UPLOAD_QUOTA_MB": ("ANOMALYZE_UPLOAD_QUOTA_MB", 1024.0, _positive_float),
+    "UPLOAD_CLIENT_QUOTA_MB": ("ANOMALYZE_UPLOAD_CLIENT_QUOTA_MB", 256.0, _positive_float),
+    "UPLOAD_CLIENT_WINDOW_HOURS": ("ANOMALYZE_UPLOAD_CLIENT_WINDOW_HOURS", 24.0,
+                                   _positive_float),
     "CORS_ORIGINS": ("ANOMALYZE_CORS_ORIGINS", (), _origins),
     "MODEL_CHECK_INTERVAL": ("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, _non_negative_float),
     "LOG_LEVEL": ("ANOMALYZE_LOG_LEVEL", "INFO", _log_level),

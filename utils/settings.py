@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -28,6 +29,20 @@ def positive_number_setting(
         return default
     if not value > 0:  # NaN too
         raise ValueError(f"{name} must be positive, got {value!r}")
+    return value
+
+
+def number_setting(
+    name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    """``environ[name]`` as a float from ``minimum`` to ``maximum``; unset or empty: default."""
+    value = _setting(name, environ, float, "a number")
+    if value is None:
+        return default
+    if not minimum <= value <= (math.inf if maximum is None else maximum):  # NaN too
+        upper = "" if maximum is None else f" and at most {maximum:g}"
+        raise ValueError(f"{name} must be at least {minimum:g}{upper}, got {value!r}")
     return value
 
 

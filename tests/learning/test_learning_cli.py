@@ -35,7 +35,7 @@ def register_batches(setup, lines, n: int) -> None:
 
 def test_force_retrains_and_reports_progress(setup, fresh_lines):
     register_batches(setup, fresh_lines, 3)
-    done = run_cli(setup, "--force", "--tolerance", "1")
+    done = run_cli(setup, "--force", "--tolerance", "1", "--category-tolerance", "1")
     assert done.returncode == 0, done.stderr
     assert "reading the training data base.txt" in done.stderr
     assert "fitting 5 K-means models" in done.stderr
@@ -98,7 +98,7 @@ def test_a_killed_run_loses_nothing_and_the_next_run_retries(setup, fresh_lines,
         process.wait(WAIT)
 
     assert (setup.model_dir / MODEL_FILE).read_bytes() == model_before
-    assert setup.registry.counts() == {"pending": 10, "used": 0, "archived": 0}
+    assert setup.registry.counts() == {"pending": 10, "used": 0, "archived": 0, "quarantined": 0}
     assert all(path.is_file() for path in stored.values())
     assert not (setup.data_dir / "uploaded_logs" / "archived").exists()
     assert setup.registry.running_run() is None
@@ -108,7 +108,7 @@ def test_a_killed_run_loses_nothing_and_the_next_run_retries(setup, fresh_lines,
 
     fifo.unlink()
     fifo.write_bytes(setup.base.read_bytes())
-    done = run_cli(setup, "--force", "--tolerance", "1", train=fifo)
+    done = run_cli(setup, "--force", "--tolerance", "1", "--category-tolerance", "1", train=fifo)
     assert done.returncode == 0, done.stderr
     runs = {r["id"]: r for r in setup.registry.runs()}
     assert runs[run["id"]]["outcome"] == "failed"

@@ -40,7 +40,8 @@ def start(root: Path, model: Path, train_file: Path) -> tuple[Gunicorn, UploadRe
         "ANOMALYZE_MODEL_CHECK_INTERVAL": "0.2", "WEB_CONCURRENCY": str(WORKERS),
         "GUNICORN_THREADS": "4", "ANOMALYZE_RETRAIN_THRESHOLD": "10",
         "ANOMALYZE_RETRAIN_K": SMALL_K_TEXT, "ANOMALYZE_RETRAIN_TRAIN_FILE": str(train_file),
-        "ANOMALYZE_RETRAIN_TOLERANCE": "1",  # these tests are about the mechanics, not the gate
+        # these tests are about the mechanics, not the gate
+        "ANOMALYZE_RETRAIN_TOLERANCE": "1", "ANOMALYZE_RETRAIN_CATEGORY_TOLERANCE": "1",
         "ANOMALYZE_ADMIN_TOKEN": TOKEN})
     return server, UploadRegistry(data_dir), model_dir
 
@@ -105,7 +106,7 @@ def test_twenty_concurrent_uploads_give_exactly_two_retrains_and_all_workers_swi
         assert runs[1]["outcome"] == "promoted" or (
             runs[1]["outcome"] == "rejected" and "nothing new" in runs[1]["reason"]), runs[1]
         assert runs[0]["finished_at"] <= runs[1]["started_at"]  # never two at once
-        assert registry.counts() == {"pending": 0, "used": 0, "archived": 20}
+        assert registry.counts() == {"pending": 0, "used": 0, "archived": 20, "quarantined": 0}
 
         # duplicates of kept uploads add nothing, and trigger nothing
         for i in range(3):
@@ -146,7 +147,7 @@ def test_a_retrain_killed_half_way_loses_nothing_and_the_next_trigger_retries(
         wait_for(lambda: registry.running_run() is None, "the killed process to be gone")
 
         assert served_versions(server) == {old_version}
-        assert registry.counts() == {"pending": 10, "used": 0, "archived": 0}
+        assert registry.counts() == {"pending": 10, "used": 0, "archived": 0, "quarantined": 0}
         assert all(registry.path_of(u).is_file() for u in registry.uploads())
         status = requests.get(f"{server.url}/api/retrain/status", timeout=TIMEOUT).json()
         assert status["running"] is False and status["pending_uploads"] == 10
@@ -160,7 +161,7 @@ def test_a_retrain_killed_half_way_loses_nothing_and_the_next_trigger_retries(
                     and finished_runs(registry), "the retried run")
         killed = next(r for r in runs if r["id"] == run["id"])
         assert killed["outcome"] == "failed" and "interrupted" in killed["reason"]
-        assert registry.counts() == {"pending": 0, "used": 0, "archived": 10}
+        assert registry.counts() == {"pending": 0, "used": 0, "archived": 10, "quarantined": 0}
         newest = load_model(model_dir).version
         assert newest != old_version
         wait_for(lambda: served_versions(server) == {newest}
