@@ -451,9 +451,15 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
     if not n_clusters:
         raise RetrainError("the current model card names no k values; pass --k")
     rule = card.get("threshold_rule")
+    extra_sha = rows_digest(extra)
+    if _same_inputs(card, base_sha, n_clusters, seed, extra_sha):
+        reason = ("no upload row passed the selection beyond those the current model learned "
+                  "from (the same training data gives the same model): nothing new to learn")
+        registry.finish_run(run_id, "rejected", reason)
+        return RunResult(run_id, "rejected", reason)
     source = {"file": base_path.name, "sha256": base_sha, "uploads": {
         "files": len(corpus), "sha256": [u.sha256 for u in corpus],
-        "normal_rows": len(extra), **selection.counts}}
+        "normal_rows": len(extra), "rows_sha256": extra_sha, **selection.counts}}
     candidate = trainer(
         base, n_clusters=n_clusters, random_state=seed, validation_fraction=fraction,
         threshold_rule=rule if rule in RULES else "balanced-f1",
@@ -515,6 +521,31 @@ def _validation_set(base: ParsedRecords, card: dict, base_sha: str, fraction: fl
         return pd.DataFrame(columns=list(FEATURE_NAMES)), pd.Series([], dtype=object)
     return (pd.concat(features, ignore_index=True),
             pd.concat(labels, ignore_index=True).astype(object))
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """SHA-256 of the rows' values in order (the order matters to K-means)."""
+    if not len(rows):
+        return file_digest(b"")
+    return file_digest(pd.util.hash_pandas_object(rows[list(FEATURE_NAMES)], index=False)
+                       .to_numpy().tobytes())
+
+
+def _same_inputs(card: dict, base_sha: str, n_clusters: tuple[int, ...], seed: int,
+                 extra_sha: str) -> bool:
+    """Whether the current model was trained on exactly what the candidate would be (same
+    training file, k, seed, threshold rule and upload rows): training is deterministic, so
+    the candidate would be the current model again. A run that teaches nothing (every upload
+    row refused, say) then ends without the minutes of fitting."""
+    data = card.get("training_data") or {}
+    learned = (data.get("uploads") or {}).get("rows_sha256")
+    if learned is None:  # a model trained by train_model.py learned no upload row
+        learned = file_digest(b"") if not (data.get("uploads") or {}).get("normal_rows") else ""
+    return (data.get("sha256") == base_sha
+            and [int(k) for k in card.get("k_values") or ()] == list(n_clusters)
+            and int(card.get("random_state", -1)) == seed
+            and card.get("threshold_rule") in RULES
+            and learned == extra_sha)
 
 
 def _same_model(candidate: dict, current: dict) -> bool:
