@@ -121,3 +121,21 @@ def test_help_describes_the_exit_codes():
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert done.returncode == 0
     assert "4 another retrain holds the lock" in done.stdout
+
+
+def test_quarantined_uploads_are_listed_and_released_from_the_command_line(setup, fresh_lines):
+    register_batches(setup, fresh_lines, 3)
+    shas = sorted(u.sha256 for u in setup.registry.uploads())
+    assert setup.registry.quarantine(shas) == shas
+    listed = run_cli(setup, "--list-quarantined")
+    assert listed.returncode == 0
+    assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == shas
+    assert "anonymous from 127.0.0.1" in listed.stdout
+
+    one = run_cli(setup, "--release", shas[0])
+    assert one.returncode == 0, one.stderr
+    assert setup.registry.find(shas[0]).status == "pending"
+    again = run_cli(setup, "--release", shas[0])  # not quarantined any more
+    assert again.returncode == 2 and "not quarantined" in again.stderr
+    assert run_cli(setup, "--release", "all").returncode == 0
+    assert setup.registry.counts()["quarantined"] == 0
