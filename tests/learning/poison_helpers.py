@@ -20,13 +20,13 @@ from utils.model_store import load_model
 from utils.preprocessing import ParsedRecords, read_records
 from utils.scoring import score_records
 
-# Four families across three categories the service detects well: the reported attack.
-FOUR_FAMILIES = ("neptune", "smurf", "satan", "guess_passwd")
-# Families new in KDDTest+ (never in KDDTrain+), plus the two SNMP families the model
-# mostly misses: the rows most likely to pass "the model calls it normal".
-OTHER_FAMILIES = ("mscan", "warezmaster", "snmpgetattack", "snmpguess")
-UNLABELED_FAMILIES = ("portsweep", "ipsweep", "back", "apache2")
-
+# The reported attack: four families across DoS, Probe and R2L that KDDTrain+ holds few or
+# none of, so a gate that judged on KDDTrain+ rows alone could not see them go missing.
+FOUR_FAMILIES = ("apache2", "processtable", "mscan", "guess_passwd")
+# Others: the largest family of training data, one more R2L family, and the two SNMP
+# families the model partly misses (the rows most likely to pass "the model calls it normal").
+OTHER_FAMILIES = ("neptune", "warezmaster", "snmpgetattack", "snmpguess")
+UNLABELED_FAMILIES = ("portsweep", "ipsweep", "back", "smurf")
 
 def family_of(line: str) -> str:
     return line.split(",")[41]
@@ -76,12 +76,14 @@ def _round_robin(groups: list[list[str]]) -> list[list[str]]:
 class Measure:
     accuracy: float  # on the whole file, fraction
     false_positive_rate: float
+    recall: float  # of every attack row
     detection: dict[str, float]  # per attack category
     held_out_detection: float | None  # of the attack's held-out rows
 
     def as_points(self) -> dict:
         return {"accuracy": round(100 * self.accuracy, 2),
                 "fpr": round(100 * self.false_positive_rate, 2),
+                "attacks_detected": round(100 * self.recall, 2),
                 "detection": {k: round(100 * v, 2) for k, v in self.detection.items()},
                 "held_out": None if self.held_out_detection is None
                 else round(100 * self.held_out_detection, 2)}
@@ -96,7 +98,7 @@ def measure_model(model_dir: Path, records: ParsedRecords,
     held = None
     if held_out:
         held = float(np.mean(score_records(model, read_records(kdd_bytes(held_out))).is_anomaly))
-    return Measure(metrics["accuracy"], metrics["false_positive_rate"],
+    return Measure(metrics["accuracy"], metrics["false_positive_rate"], metrics["recall"],
                    {name: value["rate"] for name, value in
                     metrics["detection_rate_by_category"].items() if name != "Unknown"},
                    held)

@@ -82,7 +82,7 @@ def kill_leftovers(registry: UploadRegistry) -> None:
             os.kill(run["pid"], signal.SIGKILL)
 
 
-def test_twenty_concurrent_uploads_give_exactly_two_retrains_and_all_workers_switch(
+def test_twenty_concurrent_uploads_give_coalesced_retrains_and_all_workers_switch(
         trained, fresh_lines, tmp_path):
     base, model = trained
     server, registry, model_dir = start(tmp_path, model, base)
@@ -96,16 +96,19 @@ def test_twenty_concurrent_uploads_give_exactly_two_retrains_and_all_workers_swi
         assert sum(s["duplicate"] for s in summaries) == 20
         assert len(registry.uploads()) == 20
 
-        runs = wait_for(lambda: len(finished_runs(registry)) >= 2 and not registry.state()[
-            "requests"] and registry.running_run() is None and finished_runs(registry),
-            "two retrains to finish")
-        assert len(runs) == 2
+        runs = wait_for(lambda: not registry.state()["requests"]
+                        and registry.running_run() is None
+                        and registry.counts()["pending"] == 0 and finished_runs(registry),
+                        "the retrains to finish")
+        # two batches of 10: one run, or two when the second batch completed while the first
+        # run was in progress (requests coalesce: never more than one waits)
+        assert 1 <= len(runs) <= 2
         assert runs[0]["outcome"] == "promoted", runs[0]
-        # the first run takes every upload pending when it starts; if that was all 20, the
+        # the first run takes every upload pending when it starts; if that was all 20, a
         # second has nothing new to learn and keeps the model
-        assert runs[1]["outcome"] == "promoted" or (
-            runs[1]["outcome"] == "rejected" and "nothing new" in runs[1]["reason"]), runs[1]
-        assert runs[0]["finished_at"] <= runs[1]["started_at"]  # never two at once
+        assert runs[-1]["outcome"] == "promoted" or (
+            runs[-1]["outcome"] == "rejected" and "nothing new" in runs[-1]["reason"]), runs
+        assert runs[0]["finished_at"] <= runs[-1]["started_at"] or len(runs) == 1
         assert registry.counts() == {"pending": 0, "used": 0, "archived": 20, "quarantined": 0}
 
         # duplicates of kept uploads add nothing, and trigger nothing
@@ -123,8 +126,8 @@ def test_twenty_concurrent_uploads_give_exactly_two_retrains_and_all_workers_swi
         assert post(server, uploads[0], "check.txt")["model_version"] == newest
         status = requests.get(f"{server.url}/api/retrain/status", timeout=TIMEOUT).json()
         assert status["running"] is False
-        assert [run["id"] for run in status["last_runs"]] == [runs[1]["id"], runs[0]["id"]]
-        assert status["last_runs"][1]["metrics_after"]["balanced_f1"] > 0
+        assert [run["id"] for run in status["last_runs"]] == [r["id"] for r in runs[::-1]]
+        assert status["last_runs"][-1]["metrics_after"]["balanced_f1"] > 0
     finally:
         kill_leftovers(registry)
         server.stop()
