@@ -201,7 +201,8 @@ class UploadSelection:
     validation_features: list[pd.DataFrame] = field(default_factory=list)
     validation_labels: list[pd.Series] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
-    _seen: set[int] = field(default_factory=set, repr=False)
+    _seen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64),
+                              repr=False)  # sorted row hashes (8 bytes a row, not a set's ~70)
     _client_rows: dict[str | None, int] = field(default_factory=dict, repr=False)
 
     def add(self, records: ParsedRecords, model: LoadedModel, *, validation_fraction: float,
@@ -254,10 +255,8 @@ class UploadSelection:
         """Rows whose values were not seen before, in this upload or an earlier one."""
         keys = pd.util.hash_pandas_object(features, index=False).to_numpy()
         first = ~pd.Series(keys).duplicated().to_numpy()
-        if self._seen:
-            first &= np.fromiter((key not in self._seen for key in keys.tolist()), dtype=bool,
-                                 count=len(keys))
-        self._seen.update(keys[first].tolist())
+        first &= ~np.isin(keys, self._seen, assume_unique=False)
+        self._seen = np.union1d(self._seen, keys[first])
         return first
 
     def _cap(self, fit: np.ndarray, client: str | None) -> np.ndarray:
