@@ -27,6 +27,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from server.errors import ApiError
 from server.model_holder import get_holder
+from server.query_params import whole_number
 from server.uploads import EXTENSION_KEY as UPLOADS_KEY
 from server.uploads import get_sink
 from utils.retraining import RetrainError, UnknownVersion, list_versions, rollback
@@ -43,7 +44,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "retrain_model.py"
 LAST_RUNS = 10
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-_DIGITS = re.compile(r"[0-9]{1,12}")
+MAX_RUN_ID = 10**18 - 1  # what server.query_params reads; SQLite's ids stay below it
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -161,8 +162,10 @@ def runs() -> Response:
     ``next_before`` is the ``before`` of the next (older) page, null on the last one. Paging
     by id, not by offset, so runs recorded meanwhile do not shift the pages.
     """
-    limit = _whole_number_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    before = _whole_number_arg("before", None, 1, None)
+    limit = whole_number(request.args, "limit", default=DEFAULT_PAGE, minimum=1,
+                         maximum=MAX_PAGE)
+    before = whole_number(request.args, "before", default=0, minimum=1,
+                          maximum=MAX_RUN_ID) or None  # absent: from the newest run
     registry = _registry()
     page = registry.runs(limit + 1, before=before)
     more = len(page) > limit
@@ -243,19 +246,6 @@ def _requested_version() -> str | None:
     if version is not None and not isinstance(version, str):
         raise ApiError(400, "invalid_value", "version must be a string")
     return version or None
-
-
-def _whole_number_arg(name: str, default: int | None, minimum: int,
-                      maximum: int | None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    value = int(raw) if _DIGITS.fullmatch(raw) else -1  # ASCII digits only, nothing lenient
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"from {minimum} to {maximum}" if maximum is not None else f"of {minimum} or more"
-        raise ApiError(400, "invalid_parameter",
-                       f"{name} must be a whole number {bound}, got {raw[:40]!r}")
-    return value
 
 
 def _run_summary(run: dict) -> dict:

@@ -690,7 +690,6 @@ def trained_uploads(card: Mapping[str, Any]) -> set[str]:
     return {str(sha) for sha in uploads.get("sha256") or ()}
 
 
-
 def _previous_version(current: LoadedModel | None, versions: list[dict[str, str]]) -> str:
     names = [v["version"] for v in versions]
     if current is None:
