@@ -1,7 +1,9 @@
 """Retrain on the training data plus kept uploads; promote the candidate only if it is not worse.
 
     python retrain_model.py [--force] [--model-dir models] [--data-dir data] [--train FILE]
-                            [--k 100,150,200,250,300] [--tolerance 0.005] [--requeue-rejected]
+                            [--k 100,150,200,250,300] [--tolerance 0.005]
+                            [--category-tolerance 0.02] [--requeue-rejected]
+                            [--list-quarantined] [--release SHA256|all ...]
 
 Without --force it serves the retrain requests queued by uploads or by POST /api/retrain (one
 run per request) and does nothing when none is queued. The decisions (which upload rows are
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from settings import parsers, script_settings
 from utils.cli import progress
-from utils.upload_registry import RetrainLock, UploadRegistry
+from utils.upload_registry import NotQuarantined, RetrainLock, UnknownUpload, UploadRegistry
 
 EXIT_CODES = {"promoted": 0, "failed": 1, "rejected": 3}
 EXIT_BUSY = 4
@@ -47,8 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=None,
                         help="largest drop in balanced F1 or AUROC still promoted "
                         "(default: $ANOMALYZE_RETRAIN_TOLERANCE or 0.005)")
+    parser.add_argument("--category-tolerance",
+                        type=_checked(parsers.number(at_least=0, at_most=1)), default=None,
+                        help="largest drop in any attack category's detection rate still "
+                        "promoted (default: $ANOMALYZE_RETRAIN_CATEGORY_TOLERANCE or 0.02)")
     parser.add_argument("--requeue-rejected", action="store_true",
                         help="put uploads set aside by rejected runs back in the queue first")
+    parser.add_argument("--list-quarantined", action="store_true",
+                        help="list the uploads quarantined by rollbacks, and exit")
+    parser.add_argument("--release", action="append", default=[], metavar="SHA256",
+                        help="let a quarantined upload train again (repeatable; 'all' releases "
+                        "every quarantined upload); it joins the next run")
     parser.add_argument("--nice", type=int, default=0,
                         help="lower the process priority by this much (the server passes 10)")
     parser.add_argument("--lock-wait", type=float, default=5.0,
@@ -78,6 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice:
         os.nice(args.nice)
     registry = UploadRegistry(data_dir)
+    if args.list_quarantined:
+        for upload in registry.uploads(status="quarantined"):
+            print(f"{upload.sha256}  {upload.received_at}  {upload.rows} rows  "
+                  f"{'trusted' if upload.trusted else 'anonymous'} from "
+                  f"{upload.client or 'unknown'}  {upload.original_name}")
+        return 0
+    if args.release:
+        wanted = args.release
+        if wanted == ["all"]:
+            wanted = [upload.sha256 for upload in registry.uploads(status="quarantined")]
+        for sha256 in wanted:
+            try:
+                registry.release(sha256.strip().lower())
+            except (UnknownUpload, NotQuarantined) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            progress(f"released {sha256}: it joins the next run")
     if args.requeue_rejected:
         progress(f"{registry.requeue_used()} upload(s) put back in the queue")
     state = registry.state()
@@ -98,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         train_file=args.train or config["RETRAIN_TRAIN_FILE"],
         n_clusters=args.k or config["RETRAIN_K"],
         tolerance=config["RETRAIN_TOLERANCE"] if args.tolerance is None else args.tolerance,
+        category_tolerance=(config["RETRAIN_CATEGORY_TOLERANCE"]
+                            if args.category_tolerance is None else args.category_tolerance),
         max_upload_rows=config["RETRAIN_MAX_UPLOAD_ROWS"],
+        max_rows_per_upload=config["RETRAIN_MAX_ROWS_PER_UPLOAD"],
+        max_rows_per_client=config["RETRAIN_MAX_ROWS_PER_CLIENT"],
         max_decompressed_bytes=int(config["MAX_DECOMPRESSED_MB"] * (1 << 20)))
     results = run_queued(settings, registry, force=args.force, trigger=args.trigger,
                          progress=progress, lock=lock, lock_wait=args.lock_wait)

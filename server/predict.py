@@ -21,6 +21,7 @@ from server.model_holder import ModelUnavailable, get_holder
 from server.query_params import whole_number
 from server.request_log import note_request
 from server.responses import csv_rows, prediction
+from server.retrain import request_is_admin
 from server.uploads import Received, UploadSink, get_sink
 from utils.model_store import LoadedModel
 from utils.upload_registry import RegistryBusyError
@@ -44,6 +45,7 @@ def predict() -> Response:
     fmt = output_format(request.args)
     as_csv = fmt == "csv"
     model = current_model()  # before the upload is read: no model, no point receiving it
+    trusted = request_is_admin()  # its labels may teach the model; a wrong token is a 403
     upload = request.files.get("file")
     if upload is None:
         raise ApiError(400, "missing_file",
@@ -60,7 +62,8 @@ def predict() -> Response:
                                                     spool_dir=sink.incoming_dir, **reading)
             else:
                 analysis = analyse_file(model, received.path, 0 if as_csv else limit, **reading)
-        kept = keep_upload(sink, received, analysis)
+        kept = keep_upload(sink, received, analysis, trusted=trusted,
+                           client=request.remote_addr)
     except BaseException:
         if alerts is not None:
             alerts.close()
@@ -73,7 +76,8 @@ def predict() -> Response:
     if as_csv:
         return csv_response(model, analysis)
     upload_summary = {"sha256": received.sha256, "duplicate": kept["duplicate"],
-                      "stored": kept["stored"]}
+                      "stored": kept["stored"], "store_reason": kept["store_reason"],
+                      "trusted": trusted}
     body = prediction(model, analysis, processing_time=time.perf_counter() - started,
                       upload=upload_summary)
     return json_response(model, body)
@@ -114,21 +118,23 @@ def predict_json() -> Response:
         model, analysis, processing_time=time.perf_counter() - started))
 
 
-def keep_upload(sink: UploadSink, received: Received, analysis: Analysis) -> dict[str, bool]:
-    """Register the analysed upload. Failing to keep it (disk full, registry locked too long)
-    must not cost the client its analysis: it is logged and answered with ``stored: false``.
-    Neither is it kept while the data folder is low on space (server/disk_space.py)."""
+def keep_upload(sink: UploadSink, received: Received, analysis: Analysis, *,
+                trusted: bool = False, client: str | None = None) -> dict:
+    """Register the analysed upload. Not keeping it (quota reached, data folder low on space
+    (server/disk_space.py), disk full, registry locked too long) must not cost the client its
+    analysis: it is answered with ``stored: false`` and a ``store_reason``; failures are
+    logged."""
     disk = get_disk_space()
     if disk.low():
         log.error("upload %s not kept: %s bytes free in the data folder, under the %s kept free",
                   received.sha256[:16], disk.free_bytes(), disk.min_free_bytes)
-        return {"duplicate": False, "stored": False}
+        return {"duplicate": False, "stored": False, "store_reason": "low_disk"}
     try:
         return sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
-                             input_kind=analysis.input_kind)
+                             input_kind=analysis.input_kind, trusted=trusted, client=client)
     except (OSError, sqlite3.Error, RegistryBusyError) as exc:
         log.error("upload %s not kept: %s: %s", received.sha256[:16], type(exc).__name__, exc)
-        return {"duplicate": False, "stored": False}
+        return {"duplicate": False, "stored": False, "store_reason": "storage_error"}
 
 
 def parse_limit(args: Mapping[str, str]) -> int:

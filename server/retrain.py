@@ -1,8 +1,11 @@
 """Incremental learning over HTTP, and the launcher that starts retrains (docs/LEARNING.md).
 
-``GET /api/retrain/status`` is public and read-only. ``POST /api/retrain`` and
-``POST /api/models/rollback`` are for admins: ``Authorization: Bearer $ANOMALYZE_ADMIN_TOKEN``,
-compared in constant time. Without a configured token they answer 404 ``disabled``.
+``GET /api/retrain/status`` and ``GET /api/retrain/runs`` are public and read-only.
+``POST /api/retrain``, ``POST /api/models/rollback``, ``GET /api/uploads/quarantined`` and
+``POST /api/uploads/<sha256>/release`` are for admins: ``Authorization: Bearer
+$ANOMALYZE_ADMIN_TOKEN``, compared in constant time. Without a configured token they answer 404
+``disabled``. The same token on ``POST /api/predict`` makes the upload trusted: its labels may
+teach the model (``request_is_admin``).
 
 A retrain never runs inside a request. ``RetrainLauncher`` starts ``retrain_model.py`` as a
 process of its own (an argument list, no shell, this interpreter) and returns at once. That
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -23,10 +27,11 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from server.errors import ApiError
 from server.model_holder import get_holder
+from server.query_params import whole_number
 from server.uploads import EXTENSION_KEY as UPLOADS_KEY
 from server.uploads import get_sink
 from utils.retraining import RetrainError, UnknownVersion, list_versions, rollback
-from utils.upload_registry import RetrainBusy, UploadRegistry
+from utils.upload_registry import NotQuarantined, RetrainBusy, UnknownUpload, UploadRegistry
 
 log = logging.getLogger("anomalyze.server")
 
@@ -37,6 +42,10 @@ ADMIN_TOKEN_ENV = "ANOMALYZE_ADMIN_TOKEN"
 LOG_FILE = "retrain.log"
 SCRIPT = Path(__file__).resolve().parents[1] / "retrain_model.py"
 LAST_RUNS = 10
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+MAX_RUN_ID = 10**18 - 1  # what server.query_params reads; SQLite's ids stay below it
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class RetrainLauncher:
@@ -107,6 +116,21 @@ def require_admin() -> None:
         raise ApiError(403, "forbidden", "wrong admin token")
 
 
+def request_is_admin() -> bool:
+    """Whether the request carries the admin bearer token (then its upload is trusted).
+
+    No ``Authorization: Bearer`` header, or no token configured: an anonymous request. A
+    bearer token that is wrong is refused (``require_admin``), not silently downgraded.
+    """
+    if not current_app.config.get("ADMIN_TOKEN"):
+        return False
+    scheme, _, _ = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    require_admin()
+    return True
+
+
 @bp.get("/api/retrain/status")
 def status() -> Response:
     """Pending uploads, the threshold, whether a retrain runs, the last runs, the versions."""
@@ -126,8 +150,57 @@ def status() -> Response:
         "uploads": counts,
         "model_version": model.version if model else None,
         "versions": list_versions(current_app.config["MODEL_DIR"]),
+        "runs_total": registry.run_count(),
         "last_runs": [_run_summary(run) for run in registry.runs(LAST_RUNS)],
     })
+
+
+@bp.get("/api/retrain/runs")
+def runs() -> Response:
+    """Every run ever recorded, newest first, a page at a time: ``?limit=20&before=<id>``.
+
+    ``next_before`` is the ``before`` of the next (older) page, null on the last one. Paging
+    by id, not by offset, so runs recorded meanwhile do not shift the pages.
+    """
+    limit = whole_number(request.args, "limit", default=DEFAULT_PAGE, minimum=1,
+                         maximum=MAX_PAGE)
+    before = whole_number(request.args, "before", default=0, minimum=1,
+                          maximum=MAX_RUN_ID) or None  # absent: from the newest run
+    registry = _registry()
+    page = registry.runs(limit + 1, before=before)
+    more = len(page) > limit
+    page = page[:limit]
+    return jsonify({"success": True, "total": registry.run_count(),
+                    "runs": [_run_summary(run) for run in page],
+                    "next_before": page[-1]["id"] if more else None})
+
+
+@bp.get("/api/uploads/quarantined")
+def quarantined_uploads() -> Response:
+    """The uploads set aside by rollbacks (admin: names and client addresses are private)."""
+    require_admin()
+    uploads = _registry().uploads(status="quarantined")
+    keys = ("sha256", "original_name", "size", "rows", "has_labels", "input_kind",
+            "received_at", "trusted", "client")
+    return jsonify({"success": True,
+                    "uploads": [{key: getattr(u, key) for key in keys} for u in uploads]})
+
+
+@bp.post("/api/uploads/<sha256>/release")
+def release_upload(sha256: str) -> Response:
+    """Let a quarantined upload train again (from the next run on)."""
+    require_admin()
+    if not _SHA256.fullmatch(sha256):
+        raise ApiError(400, "invalid_parameter",
+                       "the upload is named by its SHA-256: 64 lowercase hex digits")
+    try:
+        upload = _registry().release(sha256)
+    except UnknownUpload as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except NotQuarantined as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    log.info("released upload %s from quarantine", sha256[:16])
+    return jsonify({"success": True, "sha256": upload.sha256, "status": upload.status})
 
 
 @bp.post("/api/retrain")
@@ -147,8 +220,8 @@ def rollback_model() -> Response:
     require_admin()
     version = _requested_version()
     try:
-        previous, current = rollback(current_app.config["MODEL_DIR"],
-                                     current_app.config["DATA_DIR"], version)
+        previous, current, quarantined = rollback(current_app.config["MODEL_DIR"],
+                                                  current_app.config["DATA_DIR"], version)
     except RetrainBusy:
         raise ApiError(409, "retrain_running",
                        "a retrain is in progress; roll back when it has finished") from None
@@ -157,8 +230,10 @@ def rollback_model() -> Response:
     except RetrainError as exc:  # no earlier version, or it is already the current one
         raise ApiError(409, "conflict", str(exc)) from None
     get_holder().refresh(force=True)  # this worker answers with it at once; others within
-    log.info("rolled back from %s to %s", previous, current)  # the check interval
-    return jsonify({"success": True, "previous_version": previous, "model_version": current})
+    log.info("rolled back from %s to %s, %d upload(s) quarantined",  # the check interval
+             previous, current, len(quarantined))
+    return jsonify({"success": True, "previous_version": previous, "model_version": current,
+                    "quarantined": quarantined})
 
 
 def _requested_version() -> str | None:

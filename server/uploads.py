@@ -5,8 +5,8 @@ before the view sees it; ``UploadRequest`` hands it our ``HashingSpool`` instead
 is written once, under ``<data_dir>/incoming/``, with its SHA-256 computed as it arrives and its
 size limit enforced while it is written. ``UploadSink.register`` hands each valid upload to the
 SQLite upload registry (utils/upload_registry.py, docs/LEARNING.md), which keeps it once per
-content as ``<data_dir>/uploaded_logs/<UTC timestamp>-<sha256[:16]>.<ext>`` and counts it
-towards the next retrain.
+content as ``<data_dir>/uploaded_logs/<UTC timestamp>-<sha256[:16]>.<ext>``, within the upload
+quota, and counts it towards the next retrain.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from flask import Flask, Request, current_app
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from server.config import upload_limit_bytes
+from server.config import megabytes, upload_limit_bytes
 from server.disk_space import is_out_of_space, is_storage_failure
 from server.multipart import UploadFormParser
-from utils.upload_registry import UploadRegistry
+from utils.upload_registry import UploadQuota, UploadRegistry
 
 log = logging.getLogger("anomalyze.server")
 
@@ -136,11 +136,13 @@ class UploadRequest(Request):
 class UploadSink:
     """Where uploads go: temp files while they are checked, a folder of kept files after."""
 
-    def __init__(self, data_dir: Path | str, max_bytes: int | None = None) -> None:
+    def __init__(self, data_dir: Path | str, max_bytes: int | None = None,
+                 quota: UploadQuota | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.incoming_dir = self.data_dir / INCOMING_DIR
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
+        self.quota = quota  # None: no quota on kept uploads
         self._registry: UploadRegistry | None = None
         self.retrain_threshold: int | None = None  # None: the registry's default
         self.on_retrain_due: Callable[[], object] = lambda: None
@@ -199,27 +201,37 @@ class UploadSink:
         received.path.unlink(missing_ok=True)
 
     def register(
-        self, received: Received, rows: int, has_labels: bool, input_kind: str
-    ) -> dict[str, bool]:
-        """Keep a valid upload unless the same content is already kept; count it.
+        self, received: Received, rows: int, has_labels: bool, input_kind: str, *,
+        trusted: bool = False, client: str | None = None,
+    ) -> dict[str, Any]:
+        """Keep a valid upload unless the same content is already kept or the quota is
+        reached; count it.
 
         ``duplicate``: the registry has an upload with this SHA-256. ``stored``: this upload
-        was kept now. When it completes a batch of ``retrain_threshold`` new uploads,
-        ``on_retrain_due`` is called (server/retrain.py starts a retrain). Only call it for
-        uploads that parsed.
+        was kept now; if not, ``store_reason`` says why (``duplicate``, ``quota_total``,
+        ``quota_client``). ``trusted``: it came with the admin token, so its labels may teach
+        the model; ``client``: the address it came from. When it completes a batch of
+        ``retrain_threshold`` new uploads, ``on_retrain_due`` is called (server/retrain.py
+        starts a retrain). Only call it for uploads that parsed.
         """
         registration = self.registry.register(
             received.path, sha256=received.sha256, original_name=received.original_name,
             rows=rows, has_labels=has_labels, input_kind=input_kind,
-            threshold=self.retrain_threshold)
+            threshold=self.retrain_threshold, trusted=trusted, client=client, quota=self.quota)
         if registration.retrain_due:
             self.on_retrain_due()
-        return {"duplicate": registration.duplicate, "stored": registration.stored}
+        return {"duplicate": registration.duplicate, "stored": registration.stored,
+                "store_reason": registration.reason}
 
 
 def init_app(app: Flask) -> UploadSink:
     """Attach the app's UploadSink and make Flask stream file uploads into it."""
-    sink = UploadSink(app.config["DATA_DIR"], upload_limit_bytes(app.config["MAX_UPLOAD_MB"]))
+    quota = UploadQuota(
+        total_bytes=megabytes(app.config["UPLOAD_QUOTA_MB"]),
+        client_bytes=megabytes(app.config["UPLOAD_CLIENT_QUOTA_MB"]),
+        client_window_seconds=app.config["UPLOAD_CLIENT_WINDOW_HOURS"] * 3600.0)
+    sink = UploadSink(app.config["DATA_DIR"], upload_limit_bytes(app.config["MAX_UPLOAD_MB"]),
+                      quota)
     sink.remove_stale_spools()
     app.extensions[EXTENSION_KEY] = sink
     app.request_class = UploadRequest

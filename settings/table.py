@@ -53,6 +53,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_MIN_FREE_MB", 512.0, number(at_least=0), API,
             "free space kept in the data folder's file system, in MB: below it uploads are "
             "scored but not kept; `0` turns it off"),
+    Setting("ANOMALYZE_UPLOAD_QUOTA_MB", 1024.0, number(above=0), API,
+            "most MB of kept uploads in all; past it uploads are scored but not kept "
+            "(`store_reason: quota_total`)"),
+    Setting("ANOMALYZE_UPLOAD_CLIENT_QUOTA_MB", 256.0, number(above=0), API,
+            "most MB kept from one client address within the window below; past it uploads "
+            "are not kept (`quota_client`)"),
+    Setting("ANOMALYZE_UPLOAD_CLIENT_WINDOW_HOURS", 24.0, number(above=0), API,
+            "the sliding window of the per-client upload quota, in hours"),
     Setting("ANOMALYZE_CORS_ORIGINS", (), origins, API,
             "origins whose browser pages may read the API's answers",
             shown="empty: no cross-origin access"),
@@ -72,7 +80,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_RETRAIN_THRESHOLD", 10, whole_number(at_least=0), API_SCRIPTS,
             "new unique uploads per automatic retrain; `0` never retrains automatically"),
     Setting("ANOMALYZE_ADMIN_TOKEN", None, token, API,
-            "bearer token of `POST /api/retrain` and `POST /api/models/rollback`",
+            "bearer token of the admin routes; uploads carrying it are trusted (their labels "
+            "may teach the model)",
             shown="unset: admin routes answer 404 `disabled`"),
     Setting("ANOMALYZE_ADMIN_AUTH_LIMIT", "10 per minute", rate_limit, API,
             "failed admin authentications allowed per client address and worker process"),
@@ -83,8 +92,17 @@ SETTINGS: tuple[Setting, ...] = (
             "k of each K-means model of a candidate", shown="the current model's"),
     Setting("ANOMALYZE_RETRAIN_TOLERANCE", 0.005, number(at_least=0, at_most=1), API_SCRIPTS,
             "largest drop in balanced F1 or AUROC a candidate may show and still be promoted"),
+    Setting("ANOMALYZE_RETRAIN_CATEGORY_TOLERANCE", 0.02, number(at_least=0, at_most=1),
+            API_SCRIPTS, "largest drop in the detection rate of any attack category (DoS, "
+            "Probe, R2L, U2R) a promoted candidate may show"),
     Setting("ANOMALYZE_RETRAIN_MAX_UPLOAD_ROWS", 1_000_000, whole_number(at_least=0),
             API_SCRIPTS, "most upload rows in a candidate's fit set (a fixed sample beyond)"),
+    Setting("ANOMALYZE_RETRAIN_MAX_ROWS_PER_UPLOAD", 2_000, whole_number(at_least=0),
+            API_SCRIPTS, "most rows one anonymous upload adds to a candidate's fit set (a "
+            "fixed sample beyond); trusted uploads are not capped"),
+    Setting("ANOMALYZE_RETRAIN_MAX_ROWS_PER_CLIENT", 10_000, whole_number(at_least=0),
+            API_SCRIPTS, "most rows the anonymous uploads of one client address add to a "
+            "candidate's fit set"),
     # --- the servers (gunicorn.conf.py; the client limits also gunicorn_frontend.conf.py) ---
     Setting("WEB_CONCURRENCY", 2, whole_number(at_least=1), ("gunicorn", "scripts"),
             "gunicorn worker processes (they share the model loaded before the fork)"),

@@ -76,6 +76,9 @@ def test_library_defaults_agree_with_the_table():
     assert api["RETRAIN_THRESHOLD"] == upload_registry.DEFAULT_THRESHOLD
     assert api["RETRAIN_TOLERANCE"] == retraining.DEFAULT_TOLERANCE
     assert api["RETRAIN_MAX_UPLOAD_ROWS"] == retraining.DEFAULT_MAX_UPLOAD_ROWS
+    assert api["RETRAIN_CATEGORY_TOLERANCE"] == retraining.DEFAULT_CATEGORY_TOLERANCE
+    assert api["RETRAIN_MAX_ROWS_PER_UPLOAD"] == retraining.DEFAULT_MAX_ROWS_PER_UPLOAD
+    assert api["RETRAIN_MAX_ROWS_PER_CLIENT"] == retraining.DEFAULT_MAX_ROWS_PER_CLIENT
     assert api["MAX_DECOMPRESSED_MB"] * (1 << 20) == preprocessing.DEFAULT_MAX_DECOMPRESSED_BYTES
     assert api["MAX_UPLOAD_MB"] == load_settings("frontend", {})["MAX_UPLOAD_MB"]
     for reader in ("gunicorn", "gunicorn_frontend"):
@@ -143,6 +146,9 @@ def test_the_gate_refuses_a_tolerance_that_would_let_anything_through(tolerance)
     with pytest.raises(ValueError, match="tolerance"):
         retraining.gate({"balanced_f1": 0.9, "auroc": 0.9}, {"balanced_f1": 0.1, "auroc": 0.1},
                         tolerance)
+    with pytest.raises(ValueError, match="category_tolerance"):
+        retraining.gate({"balanced_f1": 0.9, "auroc": 0.9}, {"balanced_f1": 0.9, "auroc": 0.9},
+                        0.005, tolerance)
 
 
 @pytest.mark.parametrize(("text", "refused"), [

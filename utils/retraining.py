@@ -2,17 +2,23 @@
 only if it is not worse than the current model, and keep every version for rollback.
 
 The decisions (docs/LEARNING.md):
-- Upload rows cannot be trusted blindly. A candidate learns from rows labeled normal and from
-  unlabeled rows the *current* model calls Normal with confidence >= ``min_confidence``; rows
-  labeled as attacks never train, they only validate. A share of the labeled normal rows is
-  held out for validation, like the training file's own split.
+- What anonymous uploaders send is a claim. A row enters the fit set on the *current* model's
+  word only: it must be called Normal with confidence >= ``min_confidence``, whatever label the
+  uploader gave it (an anonymous "attack" label only keeps a row out). Labels are facts only in
+  trusted uploads (sent with the admin token): their normal rows train even where the model
+  disagrees, and a share of them, with all their attack rows, is held out for the gate.
+- Bounded influence: a row repeated anywhere in the pool counts once, and one anonymous upload
+  or one anonymous client adds at most ``max_rows_per_upload`` / ``max_rows_per_client`` rows
+  to a run's fit set (a fixed random sample beyond that).
 - Only uploads of the model's input kind feed it (a KDD model learns from KDD uploads, a Zeek
   model from Zeek uploads). Uploads already in a promoted model (``archived``) feed every later
   candidate too: each candidate is trained from scratch and would otherwise forget them.
-- The gate: both models are scored on one fixed validation set (the training file's held-out
-  rows, which neither model fitted on, plus the held-out labeled upload rows). The candidate is
+  Uploads that trained a rolled-back version are ``quarantined`` and feed nothing.
+- The gate judges on rows no anonymous uploader controls: the training file's held-out rows
+  (which neither model fitted on) plus held-out rows of trusted uploads. The candidate is
   promoted unless its balanced F1 or AUROC is lower by more than ``tolerance`` (0.005 = half a
-  percentage point).
+  percentage point) or its detection rate of any attack category (DoS, Probe, R2L, U2R) is
+  lower by more than ``category_tolerance`` (0.02).
 - One retrain at a time, across every worker and process: ``RetrainLock`` is an ``flock`` held
   by the retraining process itself, so the kernel releases it if that process is killed.
 """
@@ -25,10 +31,10 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -47,7 +53,7 @@ from utils.model_store import (
     save_model,
 )
 from utils.preprocessing import InputFormatError, ParsedRecords, read_records
-from utils.schema import FEATURE_NAMES, NORMAL_LABEL
+from utils.schema import ATTACK_CATEGORY_ORDER, FEATURE_NAMES, NORMAL_LABEL
 from utils.scoring import score_features
 from utils.thresholds import RULES, category_weights
 from utils.training import (
@@ -62,9 +68,13 @@ from utils.upload_registry import RetrainBusy, RetrainLock, Upload, UploadRegist
 
 DEFAULT_TRAIN_FILE = "KDDTrain+.txt"
 DEFAULT_TOLERANCE = 0.005
+DEFAULT_CATEGORY_TOLERANCE = 0.02
 DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_MAX_UPLOAD_ROWS = 1_000_000
+DEFAULT_MAX_ROWS_PER_UPLOAD = 2_000
+DEFAULT_MAX_ROWS_PER_CLIENT = 10_000
 LOCK_WAIT_SECONDS = 5.0
+GATE_CATEGORIES = tuple(c for c in ATTACK_CATEGORY_ORDER if c != "Unknown")
 
 _SCORE_CHUNK = 100_000
 _VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
@@ -79,6 +89,12 @@ class RetrainError(RuntimeError):
 
 class UnknownVersion(RetrainError):
     """A rollback named a version that is not in ``versions/``."""
+
+
+class RollbackResult(NamedTuple):
+    previous_version: str | None
+    model_version: str
+    quarantined: list[str]  # SHA-256s of the uploads set aside by this rollback
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -99,51 +115,120 @@ class RetrainSettings:
     train_file: Path | None = None
     n_clusters: tuple[int, ...] | None = None
     tolerance: float = DEFAULT_TOLERANCE
+    category_tolerance: float = DEFAULT_CATEGORY_TOLERANCE
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     max_upload_rows: int = DEFAULT_MAX_UPLOAD_ROWS
+    max_rows_per_upload: int = DEFAULT_MAX_ROWS_PER_UPLOAD
+    max_rows_per_client: int = DEFAULT_MAX_ROWS_PER_CLIENT
     max_decompressed_bytes: int | None = None
 
 
 # --- choosing upload rows ------------------------------------------------------------------
 
 
+COUNT_KEYS = (
+    "files", "trusted_files", "rows", "duplicate_rows",
+    "labeled_normal_fit",  # trusted rows labeled normal (trained whatever the model says)
+    "confident_unlabeled_fit", "unlabeled_refused",  # unlabeled rows, by the model's word
+    "claimed_normal_fit", "claimed_normal_refused",  # anonymous rows labeled normal, ditto
+    "claimed_attack_ignored",  # anonymous rows labeled as attacks: neither fit nor gate
+    "capped_rows",  # accepted rows over the per-upload or per-client cap
+    "validation_normal", "validation_attack",  # held-out trusted rows, for the gate
+)
+
+
 @dataclass
 class UploadSelection:
-    """Upload rows split by how far they are trusted (see the module docstring)."""
+    """Upload rows split by how far they are trusted (see the module docstring).
 
+    Feed uploads with ``add`` in a fixed order (trusted first, then oldest first): the first
+    copy of a repeated row is the one that counts, and the per-client cap is filled first by
+    a client's oldest uploads. ``None`` caps: no cap.
+    """
+
+    max_rows_per_upload: int | None = None
+    max_rows_per_client: int | None = None
+    random_state: int = 0
     extra_normal: list[pd.DataFrame] = field(default_factory=list)
     validation_features: list[pd.DataFrame] = field(default_factory=list)
     validation_labels: list[pd.Series] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("files", "rows", "labeled_normal_fit", "confident_unlabeled_fit",
-         "unlabeled_refused", "validation_normal", "validation_attack"), 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    _seen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64),
+                              repr=False)  # sorted row hashes (8 bytes a row, not a set's ~70)
+    _client_rows: dict[str | None, int] = field(default_factory=dict, repr=False)
 
     def add(self, records: ParsedRecords, model: LoadedModel, *, validation_fraction: float,
-            random_state: int, min_confidence: float) -> None:
+            random_state: int, min_confidence: float, trusted: bool = False,
+            client: str | None = None) -> None:
+        counts = self.counts
+        counts["files"] += 1
+        counts["trusted_files"] += int(trusted)
+        counts["rows"] += len(records)
+        fresh = self._first_copies(records.features)
+        counts["duplicate_rows"] += int(len(records) - fresh.sum())
         cats = row_categories(records)
-        normal = cats == "Normal"
-        unlabeled = cats == "Unlabeled"
-        attack = ~normal & ~unlabeled
-        held_normal = normal & split_validation(cats, validation_fraction, random_state)
-        validation = attack | held_normal
-        fit_normal = normal & ~held_normal
+        normal = fresh & (cats == "Normal")
+        unlabeled = fresh & (cats == "Unlabeled")
+        attack = fresh & ~(cats == "Normal") & ~(cats == "Unlabeled")
+        fit = np.zeros(len(records), dtype=bool)
+        validation = np.zeros(len(records), dtype=bool)
+        if trusted:
+            held = split_validation(cats[fresh], validation_fraction, random_state)
+            held_normal = np.zeros(len(records), dtype=bool)
+            held_normal[np.flatnonzero(fresh)[held]] = True
+            held_normal &= normal
+            fit |= normal & ~held_normal
+            validation |= attack | held_normal
+            counts["labeled_normal_fit"] += int(fit.sum())
+            counts["validation_normal"] += int(held_normal.sum())
+            counts["validation_attack"] += int(attack.sum())
+            by_model = unlabeled
+        else:
+            counts["claimed_attack_ignored"] += int(attack.sum())
+            by_model = unlabeled | normal
         confident = np.zeros(len(records), dtype=bool)
-        if unlabeled.any():
-            rows = np.flatnonzero(unlabeled)
+        if by_model.any():
+            rows = np.flatnonzero(by_model)
             severity, confidence = _verdicts(model, records.features.iloc[rows])
             confident[rows] = (severity == "Normal") & (confidence >= min_confidence)
-        self.extra_normal.append(records.features[fit_normal | confident])
+        counts["confident_unlabeled_fit"] += int((confident & unlabeled).sum())
+        counts["unlabeled_refused"] += int((unlabeled & ~confident).sum())
+        counts["claimed_normal_fit"] += int((confident & normal).sum())
+        counts["claimed_normal_refused"] += int((by_model & normal & ~confident).sum())
+        fit |= confident
+        if not trusted:
+            fit = self._cap(fit, client)
+        self.extra_normal.append(records.features[fit])
         if validation.any():
             self.validation_features.append(records.features[validation])
             self.validation_labels.append(records.labels[validation])
-        counts = self.counts
-        counts["files"] += 1
-        counts["rows"] += len(records)
-        counts["labeled_normal_fit"] += int(fit_normal.sum())
-        counts["confident_unlabeled_fit"] += int(confident.sum())
-        counts["unlabeled_refused"] += int(unlabeled.sum() - confident.sum())
-        counts["validation_normal"] += int(held_normal.sum())
-        counts["validation_attack"] += int(attack.sum())
+
+    def _first_copies(self, features: pd.DataFrame) -> np.ndarray:
+        """Rows whose values were not seen before, in this upload or an earlier one."""
+        keys = pd.util.hash_pandas_object(features, index=False).to_numpy()
+        first = ~pd.Series(keys).duplicated().to_numpy()
+        first &= ~np.isin(keys, self._seen, assume_unique=False)
+        self._seen = np.union1d(self._seen, keys[first])
+        return first
+
+    def _cap(self, fit: np.ndarray, client: str | None) -> np.ndarray:
+        """At most ``max_rows_per_upload`` rows of this upload and what is left of the
+        client's ``max_rows_per_client`` for this run (a fixed random sample of them)."""
+        allowed = int(fit.sum())
+        if self.max_rows_per_upload is not None:
+            allowed = min(allowed, self.max_rows_per_upload)
+        if self.max_rows_per_client is not None:
+            allowed = min(allowed, self.max_rows_per_client - self._client_rows.get(client, 0))
+        allowed = max(allowed, 0)
+        self._client_rows[client] = self._client_rows.get(client, 0) + allowed
+        rows = np.flatnonzero(fit)
+        if allowed >= len(rows):
+            return fit
+        self.counts["capped_rows"] += len(rows) - allowed
+        keep = np.random.RandomState(self.random_state).choice(rows, allowed, replace=False)
+        capped = np.zeros(len(fit), dtype=bool)
+        capped[keep] = True
+        return capped
 
     def normal_rows(self, cap: int, random_state: int) -> pd.DataFrame:
         """The trusted normal rows, at most ``cap`` of them (a fixed random sample)."""
@@ -200,10 +285,14 @@ def measure(pipeline: Pipeline, features: pd.DataFrame, labels: pd.Series) -> di
     return metrics
 
 
-def gate(before: dict, after: dict, tolerance: float = DEFAULT_TOLERANCE) -> tuple[bool, str]:
-    """(promote?, why): promote unless balanced F1 or AUROC drops by more than ``tolerance``."""
-    if not 0 <= tolerance <= 1:  # NaN too: it would promote every candidate
-        raise ValueError(f"tolerance must be from 0 to 1, got {tolerance!r}")
+def gate(before: dict, after: dict, tolerance: float = DEFAULT_TOLERANCE,
+         category_tolerance: float = DEFAULT_CATEGORY_TOLERANCE) -> tuple[bool, str]:
+    """(promote?, why): promote unless balanced F1 or AUROC drops by more than ``tolerance``,
+    or the detection rate of an attack category present in both by more than
+    ``category_tolerance`` (an average can hide one category given up for the others)."""
+    for name, value in (("tolerance", tolerance), ("category_tolerance", category_tolerance)):
+        if not 0 <= value <= 1:  # NaN too: it would promote every candidate
+            raise ValueError(f"{name} must be from 0 to 1, got {value!r}")
     lines, worse = [], []
     for name in ("balanced_f1", "auroc"):
         old, new = before.get(name), after.get(name)
@@ -212,7 +301,17 @@ def gate(before: dict, after: dict, tolerance: float = DEFAULT_TOLERANCE) -> tup
         lines.append(f"{name} {old:.4f} -> {new:.4f}")
         if old - new > tolerance + 1e-12:
             worse.append(name)
-    summary = ", ".join(lines) + f" (tolerance {tolerance:.4f})"
+    old_rates = before.get("detection_rate_by_category") or {}
+    new_rates = after.get("detection_rate_by_category") or {}
+    for name in GATE_CATEGORIES:
+        if name not in old_rates or name not in new_rates:
+            continue
+        old, new = old_rates[name]["rate"], new_rates[name]["rate"]
+        lines.append(f"{name} detection {old:.4f} -> {new:.4f}")
+        if old - new > category_tolerance + 1e-12:
+            worse.append(f"{name} detection")
+    summary = ", ".join(lines) + (f" (tolerance {tolerance:.4f}, per category "
+                                  f"{category_tolerance:.4f})")
     if worse:
         return False, f"candidate worse on {' and '.join(worse)}: {summary}"
     return True, f"candidate as good within the tolerance: {summary}"
@@ -278,7 +377,9 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
 
     new = registry.claim_pending(run_id, kind)
     corpus = registry.uploads(status="archived", input_kind=kind) + new
-    progress(f"{len(new)} new and {len(corpus) - len(new)} earlier {kind} uploads")
+    corpus.sort(key=lambda upload: (not upload.trusted, upload.id))  # see UploadSelection
+    progress(f"{len(new)} new and {len(corpus) - len(new)} earlier {kind} uploads "
+             f"({sum(u.trusted for u in corpus)} trusted)")
     base_path = _train_file(settings, card)
     progress(f"reading the training data {base_path.name}")
     content = base_path.read_bytes()
@@ -288,11 +389,15 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
     if base.input_kind != kind:
         raise RetrainError(f"the training data {base_path.name} is {base.input_kind} input but "
                            f"the current model is {kind}; pass a {kind} training file")
-    selection = UploadSelection()
+    selection = UploadSelection(max_rows_per_upload=settings.max_rows_per_upload,
+                                max_rows_per_client=settings.max_rows_per_client,
+                                random_state=seed)
     for upload in corpus:
         records = _read_upload(registry, upload, settings.max_decompressed_bytes)
         selection.add(records, current, validation_fraction=fraction, random_state=seed,
-                      min_confidence=settings.min_confidence)
+                      min_confidence=settings.min_confidence, trusted=upload.trusted,
+                      client=upload.client)
+        del records
     extra = selection.normal_rows(settings.max_upload_rows, seed)
     progress(f"upload rows: {selection.counts}")
 
@@ -300,9 +405,15 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
     if not n_clusters:
         raise RetrainError("the current model card names no k values; pass --k")
     rule = card.get("threshold_rule")
+    extra_sha = rows_digest(extra)
+    if _same_inputs(card, base_sha, n_clusters, seed, extra_sha):
+        reason = ("no upload row passed the selection beyond those the current model learned "
+                  "from (the same training data gives the same model): nothing new to learn")
+        registry.finish_run(run_id, "rejected", reason)
+        return RunResult(run_id, "rejected", reason)
     source = {"file": base_path.name, "sha256": base_sha, "uploads": {
         "files": len(corpus), "sha256": [u.sha256 for u in corpus],
-        "normal_rows": len(extra), **selection.counts}}
+        "normal_rows": len(extra), "rows_sha256": extra_sha, **selection.counts}}
     candidate = trainer(
         base, n_clusters=n_clusters, random_state=seed, validation_fraction=fraction,
         threshold_rule=rule if rule in RULES else "balanced-f1",
@@ -324,7 +435,7 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
     progress(f"comparing both models on {len(features):,} validation rows")
     before = measure(current.pipeline, features, labels)
     after = measure(candidate.pipeline, features, labels)
-    promote, reason = gate(before, after, settings.tolerance)
+    promote, reason = gate(before, after, settings.tolerance, settings.category_tolerance)
     version = str(candidate.card["model_version"])
     if not promote:
         registry.finish_run(run_id, "rejected", reason, metrics_before=before,
@@ -335,6 +446,7 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
         raise RetrainError("the current model was replaced during the run; not promoting")
     candidate.card["retraining"] = {
         "run_id": run_id, "previous_version": current.version, "tolerance": settings.tolerance,
+        "category_tolerance": settings.category_tolerance,
         "gate_validation_rows": len(features),
         "balanced_f1_before": before["balanced_f1"], "balanced_f1_after": after["balanced_f1"],
         "auroc_before": before["auroc"], "auroc_after": after["auroc"]}
@@ -349,7 +461,8 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
 
 def _validation_set(base: ParsedRecords, card: dict, base_sha: str, fraction: float, seed: int,
                     selection: UploadSelection) -> tuple[pd.DataFrame, pd.Series]:
-    """Training-file rows neither model fitted on, plus the held-out labeled upload rows."""
+    """Training-file rows neither model fitted on, plus the held-out rows of trusted uploads
+    (``UploadSelection`` holds out no anonymous row: no uploader can steer the gate)."""
     features, labels = [], []
     if base.labels is not None:
         mask = split_validation(row_categories(base), fraction, seed)
@@ -362,6 +475,31 @@ def _validation_set(base: ParsedRecords, card: dict, base_sha: str, fraction: fl
         return pd.DataFrame(columns=list(FEATURE_NAMES)), pd.Series([], dtype=object)
     return (pd.concat(features, ignore_index=True),
             pd.concat(labels, ignore_index=True).astype(object))
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """SHA-256 of the rows' values in order (the order matters to K-means)."""
+    if not len(rows):
+        return file_digest(b"")
+    return file_digest(pd.util.hash_pandas_object(rows[list(FEATURE_NAMES)], index=False)
+                       .to_numpy().tobytes())
+
+
+def _same_inputs(card: dict, base_sha: str, n_clusters: tuple[int, ...], seed: int,
+                 extra_sha: str) -> bool:
+    """Whether the current model was trained on exactly what the candidate would be (same
+    training file, k, seed, threshold rule and upload rows): training is deterministic, so
+    the candidate would be the current model again. A run that teaches nothing (every upload
+    row refused, say) then ends without the minutes of fitting."""
+    data = card.get("training_data") or {}
+    learned = (data.get("uploads") or {}).get("rows_sha256")
+    if learned is None:  # a model trained by train_model.py learned no upload row
+        learned = file_digest(b"") if not (data.get("uploads") or {}).get("normal_rows") else ""
+    return (data.get("sha256") == base_sha
+            and [int(k) for k in card.get("k_values") or ()] == list(n_clusters)
+            and int(card.get("random_state", -1)) == seed
+            and card.get("threshold_rule") in RULES
+            and learned == extra_sha)
 
 
 def _same_model(candidate: dict, current: dict) -> bool:
@@ -503,13 +641,17 @@ def list_versions(model_dir: Path | str) -> list[dict[str, str]]:
 
 
 def rollback(model_dir: Path | str, data_dir: Path | str, version: str | None = None,
-             *, lock_wait: float = 2.0) -> tuple[str | None, str]:
-    """Make an archived version current again; returns (previous version, new version).
+             *, lock_wait: float = 2.0) -> RollbackResult:
+    """Make an archived version current again and quarantine the uploads it did not learn
+    from but the rolled-back model did.
 
     Default target: the version the current model replaced (its card's
     ``retraining.previous_version``), else the newest archived version created before it. The
-    current model is archived first, so a rollback can itself be undone. Holds the retrain
-    lock, so it never races a promotion (RetrainBusy while a retrain runs).
+    current model is archived first, so a rollback can itself be undone (quarantined uploads
+    stay quarantined until released). The uploads are quarantined before the model is
+    swapped: a crash in between leaves them set aside, never the bad model's data back in the
+    pool. Holds the retrain lock, so it never races a promotion (RetrainBusy while a retrain
+    runs).
     """
     model_dir = Path(model_dir)
     lock = RetrainLock(data_dir)
@@ -530,12 +672,22 @@ def rollback(model_dir: Path | str, data_dir: Path | str, version: str | None = 
         if current is not None and target == current.version:
             raise RetrainError(f"{target} is already the current model")
         chosen = load_model_file(model_dir / VERSIONS_DIR / target / MODEL_FILE)
+        quarantined: list[str] = []
         if current is not None:
+            learned = trained_uploads(current.card) - trained_uploads(chosen.card)
+            quarantined = UploadRegistry(data_dir).quarantine(learned)
             archive_model(current.pipeline, current.card, model_dir)
         save_model(chosen.pipeline, chosen.card, model_dir)
-        return (current.version if current else None), chosen.version
+        return RollbackResult(current.version if current else None, chosen.version,
+                              quarantined)
     finally:
         lock.release()
+
+
+def trained_uploads(card: Mapping[str, Any]) -> set[str]:
+    """SHA-256s of the uploads a model's training considered (its card records them)."""
+    uploads = (card.get("training_data") or {}).get("uploads") or {}
+    return {str(sha) for sha in uploads.get("sha256") or ()}
 
 
 def _previous_version(current: LoadedModel | None, versions: list[dict[str, str]]) -> str:

@@ -14,7 +14,13 @@ standard library, so a retrain process that finds the lock taken exits at once.
 Upload life cycle (docs/LEARNING.md): ``pending`` (kept, waiting for a retrain run),
 ``archived`` (in the training data of a promoted model; the file moved to
 ``uploaded_logs/archived/``), ``used`` (considered by a run whose candidate was rejected; kept
-where it was, not fed again unless requeued). A failed or interrupted run changes nothing.
+where it was, not fed again unless requeued), ``quarantined`` (it trained a version that was
+rolled back; never fed again unless an admin releases it). A failed or interrupted run
+changes nothing.
+
+Each upload records whether it came with the admin token (``trusted``) and the client address
+it came from: anonymous labels are claims, and one client's influence and disk use are bounded
+(``UploadQuota`` here, the row caps in utils/retraining.py).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +43,7 @@ LOCK_FILE = "retrain.lock"
 UPLOADS_DIR = "uploaded_logs"
 ARCHIVE_DIR = "archived"
 DEFAULT_THRESHOLD = 10
-STATUSES = ("pending", "used", "archived")
+STATUSES = ("pending", "used", "archived", "quarantined")
 OUTCOMES = ("running", "promoted", "rejected", "failed")
 
 _KNOWN_EXTENSIONS = frozenset({"txt", "csv", "tsv", "log", "json", "gz"})
@@ -46,8 +52,9 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_NAME = 255
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS uploads (
+SCHEMA_VERSION = 2
+_UPLOADS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL UNIQUE,
     original_name TEXT NOT NULL,
@@ -57,10 +64,16 @@ CREATE TABLE IF NOT EXISTS uploads (
     has_labels INTEGER NOT NULL,
     input_kind TEXT NOT NULL,
     received_at TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'used', 'archived')),
-    run_id INTEGER
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'used', 'archived', 'quarantined')),
+    run_id INTEGER,
+    trusted INTEGER NOT NULL DEFAULT 0,
+    client TEXT
 );
+"""
+_SCHEMA = _UPLOADS_TABLE.format(name="uploads") + """
 CREATE INDEX IF NOT EXISTS uploads_by_status ON uploads (status, input_kind);
+CREATE INDEX IF NOT EXISTS uploads_by_client ON uploads (client, received_at);
 CREATE TABLE IF NOT EXISTS retrain_runs (
     id INTEGER PRIMARY KEY,
     started_at TEXT NOT NULL,
@@ -83,6 +96,16 @@ CREATE TABLE IF NOT EXISTS retrain_state (
 );
 INSERT OR IGNORE INTO retrain_state (id) VALUES (1);
 """
+# Version 1 (no user_version) had no trusted/client columns and no 'quarantined' status. SQLite
+# cannot change a CHECK constraint in place, so the table is copied (its rows are anonymous).
+_MIGRATE_TO_2 = _UPLOADS_TABLE.format(name="uploads_v2") + """
+INSERT INTO uploads_v2 (id, sha256, original_name, stored_path, size, rows, has_labels,
+                        input_kind, received_at, status, run_id)
+    SELECT id, sha256, original_name, stored_path, size, rows, has_labels, input_kind,
+           received_at, status, run_id FROM uploads;
+DROP TABLE uploads;
+ALTER TABLE uploads_v2 RENAME TO uploads;
+"""
 
 T = TypeVar("T")
 
@@ -93,6 +116,14 @@ class RetrainBusy(RuntimeError):
 
 class RegistryBusyError(RuntimeError):
     """The database stayed locked by other processes for longer than the busy timeout."""
+
+
+class UnknownUpload(LookupError):
+    """No kept upload has this SHA-256."""
+
+
+class NotQuarantined(ValueError):
+    """The upload is not quarantined, so there is nothing to release."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +141,8 @@ class Upload:
     received_at: str
     status: str
     run_id: int | None
+    trusted: bool = False  # sent with the admin token: its labels are facts, not claims
+    client: str | None = None  # the address it came from (per-client caps and quota)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -117,12 +150,40 @@ class Upload:
 
 @dataclass(frozen=True)
 class Registration:
-    """What ``register`` did: a duplicate is neither stored nor counted."""
+    """What ``register`` did: a duplicate, or an upload over quota, is neither stored nor
+    counted. ``reason`` says why it was not stored (``duplicate``, ``quota_total``,
+    ``quota_client``); ``upload`` is None when nothing with its content is kept."""
 
     duplicate: bool
     stored: bool
-    upload: Upload
-    retrain_due: bool  # this upload crossed the threshold: one more retrain is queued
+    upload: Upload | None
+    retrain_due: bool  # this upload crossed the threshold: a retrain is queued
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadQuota:
+    """Bytes of kept uploads allowed: in all, and per client within a sliding time window.
+
+    Every kept file counts, whatever its status, since every one of them is on the disk.
+    """
+
+    total_bytes: int
+    client_bytes: int
+    client_window_seconds: float
+
+    def refusal(self, db: sqlite3.Connection, size: int, client: str | None) -> str | None:
+        """``quota_total`` or ``quota_client`` if keeping ``size`` more bytes breaks a limit."""
+        total = db.execute("SELECT COALESCE(SUM(size), 0) FROM uploads").fetchone()[0]
+        if total + size > self.total_bytes:
+            return "quota_total"
+        since = utc_timestamp(time.time() - self.client_window_seconds)
+        recent = db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE client IS ? AND received_at >= ?",
+            (client, since)).fetchone()[0]
+        if recent + size > self.client_bytes:
+            return "quota_client"
+        return None
 
 
 def sanitise_name(name: str | None) -> str:
@@ -134,8 +195,10 @@ def sanitise_name(name: str | None) -> str:
     return base[:_MAX_NAME]
 
 
-def utc_timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def utc_timestamp(when: float | None = None) -> str:
+    """``when`` (default now, seconds since the epoch) as sortable UTC text (ms, "Z")."""
+    moment = datetime.now(UTC) if when is None else datetime.fromtimestamp(when, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -179,11 +242,21 @@ class UploadRegistry:
             db.close()
 
     def _create_schema(self) -> None:
+        """Create the tables, or bring an older registry up to ``SCHEMA_VERSION``, in one
+        transaction (the version is read inside it, so two processes never both migrate)."""
         with self._connect() as db:
             if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
+                    if columns and "trusted" not in columns:
+                        _execute_script(db, _MIGRATE_TO_2)
+                    _execute_script(db, _SCHEMA)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
@@ -234,9 +307,12 @@ class UploadRegistry:
         return self._retry(attempt)
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        def attempt() -> list[sqlite3.Row]:
+        return self._read_with(lambda db: db.execute(sql, params).fetchall())
+
+    def _read_with(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        def attempt() -> T:
             with self._connect() as db:
-                return db.execute(sql, params).fetchall()
+                return body(db)
 
         return self._retry(attempt)
 
@@ -251,20 +327,38 @@ class UploadRegistry:
         has_labels: bool,
         input_kind: str,
         threshold: int | None = None,
+        trusted: bool = False,
+        client: str | None = None,
+        quota: UploadQuota | None = None,
     ) -> Registration:
         """Keep the valid upload at ``path`` (a temp file on the same file system) unless its
-        content is already kept, and count it towards the next retrain.
+        content is already kept or it would break the ``quota``, and count it towards the
+        next retrain.
 
         The file is renamed into ``uploaded_logs/`` inside the transaction that records it, so
-        a row never names a missing file and two workers storing the same content cannot both
-        keep it. A duplicate leaves ``path`` where it is (the caller deletes its temp file).
-        ``threshold`` (default DEFAULT_THRESHOLD) 0 disables the automatic trigger.
+        a row never names a missing file, two workers storing the same content cannot both
+        keep it and concurrent uploads cannot overshoot the quota together. An upload not kept
+        leaves ``path`` where it is (the caller deletes its temp file). ``threshold`` (default
+        DEFAULT_THRESHOLD) 0 disables the automatic trigger. Crossing it queues a retrain unless
+        one is queued already: requests coalesce, so any number of uploads waiting for a run
+        in progress gives one more run, not one per batch.
+
+        A trusted upload (admin token) of content already kept marks the kept one trusted.
         """
         path = Path(path)
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         known = self.find(sha256)
         if known is not None:
-            return Registration(duplicate=True, stored=False, upload=known, retrain_due=False)
+            if trusted and not known.trusted:
+                known = self._trust(sha256)
+            return Registration(duplicate=True, stored=False, upload=known, retrain_due=False,
+                                reason="duplicate")
+        size = path.stat().st_size
+        if quota is not None:  # answered before the fsync; checked again in the transaction
+            reason = self._read_with(lambda db: quota.refusal(db, size, client))
+            if reason is not None:
+                return Registration(duplicate=False, stored=False, upload=None,
+                                    retrain_due=False, reason=reason)
         _fsync_file(path)  # the content is durable before a row names it
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         name = stored_file_name(sha256, original_name, path)
@@ -275,14 +369,24 @@ class UploadRegistry:
         def body(db: sqlite3.Connection) -> Registration:
             row = db.execute("SELECT * FROM uploads WHERE sha256 = ?", (sha256,)).fetchone()
             if row is not None:
+                if trusted and not row["trusted"]:
+                    db.execute("UPDATE uploads SET trusted = 1 WHERE id = ?", (row["id"],))
+                    row = db.execute("SELECT * FROM uploads WHERE id = ?",
+                                     (row["id"],)).fetchone()
                 return Registration(duplicate=True, stored=False, upload=_upload(row),
-                                    retrain_due=False)
+                                    retrain_due=False, reason="duplicate")
+            refused = quota.refusal(db, size, client) if quota is not None else None
+            if refused is not None:
+                return Registration(duplicate=False, stored=False, upload=None,
+                                    retrain_due=False, reason=refused)
             os.replace(path, target)
             cursor = db.execute(
                 "INSERT INTO uploads (sha256, original_name, stored_path, size, rows, "
-                "has_labels, input_kind, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "has_labels, input_kind, received_at, trusted, client) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (sha256, clean_name, relative, target.stat().st_size, int(rows),
-                 int(bool(has_labels)), input_kind, utc_timestamp()))
+                 int(bool(has_labels)), input_kind, utc_timestamp(), int(bool(trusted)),
+                 client))
             due = False
             if threshold > 0:
                 count = db.execute(
@@ -291,7 +395,7 @@ class UploadRegistry:
                 if count >= threshold:
                     due = True
                     db.execute("UPDATE retrain_state SET uploads_since_retrain = 0, "
-                               "requests = requests + 1 WHERE id = 1")
+                               "requests = 1 WHERE id = 1")  # at most one queued run
             else:
                 db.execute("UPDATE retrain_state SET uploads_since_retrain = "
                            "uploads_since_retrain + 1 WHERE id = 1")
@@ -308,6 +412,14 @@ class UploadRegistry:
         if registration.stored:
             _fsync_dir(self.uploads_dir)
         return registration
+
+    def _trust(self, sha256: str) -> Upload:
+        def body(db: sqlite3.Connection) -> Upload:
+            db.execute("UPDATE uploads SET trusted = 1 WHERE sha256 = ?", (sha256,))
+            return _upload(db.execute("SELECT * FROM uploads WHERE sha256 = ?",
+                                      (sha256,)).fetchone())
+
+        return self._write(body)
 
     def find(self, sha256: str) -> Upload | None:
         rows = self._read("SELECT * FROM uploads WHERE sha256 = ?", (sha256,))
@@ -340,16 +452,55 @@ class UploadRegistry:
             "UPDATE uploads SET status = 'pending', run_id = NULL WHERE status = 'used'"
         ).rowcount)
 
-    def reconcile_files(self) -> int:
-        """Finish moves into ``archived/`` that a crash interrupted; returns files moved.
+    def quarantine(self, sha256s: Iterable[str]) -> list[str]:
+        """Set these uploads aside for good (they trained a model that was rolled back);
+        returns the SHA-256s that were not quarantined yet. Files stay where they are."""
+        wanted = sorted(set(sha256s))
 
-        The database is updated before files move (it is the source of truth), so an archived
-        upload whose file still sits in ``uploaded_logs/`` is moved now.
+        def body(db: sqlite3.Connection) -> list[str]:
+            changed = []
+            for sha256 in wanted:
+                if db.execute("UPDATE uploads SET status = 'quarantined' WHERE sha256 = ? "
+                              "AND status != 'quarantined'", (sha256,)).rowcount:
+                    changed.append(sha256)
+            return changed
+
+        return self._write(body) if wanted else []
+
+    def release(self, sha256: str) -> Upload:
+        """Let a quarantined upload train again: back to ``pending`` (its file back in
+        ``uploaded_logs/``), used by the next run like a new upload.
+
+        UnknownUpload if no upload has this SHA-256, NotQuarantined if it is not quarantined.
+        """
+        def body(db: sqlite3.Connection) -> Upload:
+            row = db.execute("SELECT * FROM uploads WHERE sha256 = ?", (sha256,)).fetchone()
+            if row is None:
+                raise UnknownUpload(f"no kept upload has SHA-256 {sha256}")
+            if row["status"] != "quarantined":
+                raise NotQuarantined(f"upload {sha256[:16]} is {row['status']}, not quarantined")
+            db.execute("UPDATE uploads SET status = 'pending', run_id = NULL, stored_path = ? "
+                       "WHERE id = ?", (f"{UPLOADS_DIR}/{Path(row['stored_path']).name}",
+                                        row["id"]))
+            return _upload(db.execute("SELECT * FROM uploads WHERE id = ?",
+                                      (row["id"],)).fetchone())
+
+        upload = self._write(body)
+        self.reconcile_files()
+        return upload
+
+    def reconcile_files(self) -> int:
+        """Finish file moves that a crash interrupted; returns files moved.
+
+        The database is updated before files move (it is the source of truth): an upload
+        whose file is not where its row says, but in the other folder (``uploaded_logs/`` or
+        ``uploaded_logs/archived/``), is moved there now.
         """
         moved = 0
-        for upload in self.uploads(status="archived"):
+        for upload in self.uploads():
             target = self.path_of(upload)
-            source = self.uploads_dir / target.name
+            other = self.archive_dir if target.parent == self.uploads_dir else self.uploads_dir
+            source = other / target.name
             if not target.exists() and source.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
@@ -361,7 +512,7 @@ class UploadRegistry:
 
     # --- the retrain counter and requests ---------------------------------------------------
     def request_retrain(self) -> None:
-        """Queue a manual retrain (at most one manual request waits at a time)."""
+        """Queue a retrain (at most one request waits at a time, whatever queued it)."""
         self._write(lambda db: db.execute(
             "UPDATE retrain_state SET requests = MAX(requests, 1) WHERE id = 1"))
 
@@ -452,10 +603,18 @@ class UploadRegistry:
         rows = self._read("SELECT * FROM retrain_runs WHERE outcome = 'running' ORDER BY id")
         return [_run(row) for row in rows]
 
-    def runs(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The most recent runs, newest first."""
-        rows = self._read("SELECT * FROM retrain_runs ORDER BY id DESC LIMIT ?", (limit,))
+    def runs(self, limit: int = 10, before: int | None = None) -> list[dict[str, Any]]:
+        """The most recent runs, newest first; ``before``: only runs with a smaller id (the
+        next page). Every run is kept: the history is never trimmed."""
+        if before is None:
+            rows = self._read("SELECT * FROM retrain_runs ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._read("SELECT * FROM retrain_runs WHERE id < ? ORDER BY id DESC "
+                              "LIMIT ?", (before, limit))
         return [_run(row) for row in rows]
+
+    def run_count(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM retrain_runs")[0][0])
 
     def running_run(self) -> dict[str, Any] | None:
         """The run in progress, if its process is alive (a killed run stays 'running' in the
@@ -537,7 +696,8 @@ def _upload(row: sqlite3.Row) -> Upload:
         id=row["id"], sha256=row["sha256"], original_name=row["original_name"],
         stored_path=row["stored_path"], size=row["size"], rows=row["rows"],
         has_labels=bool(row["has_labels"]), input_kind=row["input_kind"],
-        received_at=row["received_at"], status=row["status"], run_id=row["run_id"])
+        received_at=row["received_at"], status=row["status"], run_id=row["run_id"],
+        trusted=bool(row["trusted"]), client=row["client"])
 
 
 def _run(row: sqlite3.Row) -> dict[str, Any]:
@@ -549,6 +709,13 @@ def _run(row: sqlite3.Row) -> dict[str, Any]:
 
 def _json(value: dict | None) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _execute_script(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: ``executescript`` would commit the open transaction first."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _fsync_file(path: Path) -> None:

@@ -143,37 +143,68 @@ def predict_bad_value(request) -> tuple[int, Any]:
     return response.status_code, response.get_json()
 
 
-def retrain_status_after_a_run(request) -> tuple[int, Any]:
-    """The status after a real background retrain (POST /api/retrain) that was promoted.
+@pytest.fixture(scope="module")
+def learning_answers(tmp_path_factory, kdd_train20_path) -> dict[str, tuple[int, Any]]:
+    """The learning routes' answers around a real background retrain that was promoted.
 
-    The run is kept short through its documented settings: a 3,000-row training file and
-    small k; a tolerance of 1 promotes whatever it trains, so an archived version exists.
+    One anonymous upload is kept, ``POST /api/retrain`` runs a real retrain process (kept
+    short through its documented settings: a 3,000-row training file and small k; tolerances
+    of 1 promote whatever it trains), then the new version is rolled back, which quarantines
+    the upload, and the upload is released. Each answer is recorded when it is given.
     """
-    tmp_path = request.getfixturevalue("tmp_path")
-    monkeypatch = request.getfixturevalue("monkeypatch")
-    train_source = request.getfixturevalue("kdd_train20_path")
-    train_file = tmp_path / "train.txt"
-    with train_source.open() as source:
-        train_file.write_text("".join(line for _, line in zip(range(3000), source,
-                                                                strict=False)))
-    monkeypatch.setenv("ANOMALYZE_RETRAIN_TRAIN_FILE", str(train_file))
-    monkeypatch.setenv("ANOMALYZE_RETRAIN_K", "4,6,8")
-    monkeypatch.setenv("ANOMALYZE_RETRAIN_TOLERANCE", "1")
-    model_dir = shutil.copytree(REPO_ROOT / "models", tmp_path / "models")
-    app = create_app({"TESTING": True, "MODEL_DIR": model_dir, "DATA_DIR": tmp_path / "data",
-                      "MODEL_CHECK_INTERVAL": 0.0, "ADMIN_TOKEN": ADMIN_TOKEN})
-    client = app.test_client()
-    started = client.post("/api/retrain", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert started.status_code == 202, started.get_json()
+    root = tmp_path_factory.mktemp("doc-examples-learning")
+    with kdd_train20_path.open() as source:
+        lines = [line for _, line in zip(range(3200), source, strict=False)]
+    train_file = root / "train.txt"
+    train_file.write_text("".join(lines[:3000]))
+    upload = "".join(lines[3000:]).encode()
+    model_dir = shutil.copytree(REPO_ROOT / "models", root / "models")
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    answers: dict[str, tuple[int, Any]] = {}
 
-    def finished() -> Any:
-        status = client.get("/api/retrain/status").get_json()
-        runs = status["last_runs"]
-        return status if runs and not status["running"] and runs[0]["finished_at"] else None
+    def record(case: str, response) -> Any:
+        answers[case] = response.status_code, response.get_json()
+        return response.get_json()
 
-    status = poll(finished, "the retrain run to finish", deadline=RETRAIN_TIMEOUT, interval=0.5)
+    with pytest.MonkeyPatch.context() as monkeypatch:  # the retrain process inherits these
+        monkeypatch.setenv("ANOMALYZE_RETRAIN_TRAIN_FILE", str(train_file))
+        monkeypatch.setenv("ANOMALYZE_RETRAIN_K", "4,6,8")
+        monkeypatch.setenv("ANOMALYZE_RETRAIN_TOLERANCE", "1")
+        monkeypatch.setenv("ANOMALYZE_RETRAIN_CATEGORY_TOLERANCE", "1")
+        app = create_app({"TESTING": True, "MODEL_DIR": model_dir, "DATA_DIR": root / "data",
+                          "MODEL_CHECK_INTERVAL": 0.0, "ADMIN_TOKEN": ADMIN_TOKEN})
+        client = app.test_client()
+        kept = client.post("/api/predict", data={"file": (io.BytesIO(upload), "upload.txt")},
+                           content_type="multipart/form-data").get_json()
+        assert kept["summary"]["stored"], kept
+        started = client.post("/api/retrain", headers=admin)
+        assert started.status_code == 202, started.get_json()
+
+        def finished() -> Any:
+            status = client.get("/api/retrain/status").get_json()
+            runs = status["last_runs"]
+            return status if runs and not status["running"] and runs[0]["finished_at"] else None
+
+        poll(finished, "the retrain run to finish", deadline=RETRAIN_TIMEOUT, interval=0.5)
+    status = record("GET /api/retrain/status", client.get("/api/retrain/status"))
     assert status["last_runs"][0]["outcome"] == "promoted", status["last_runs"][0]
-    return 200, status
+    record("GET /api/retrain/runs", client.get("/api/retrain/runs?limit=1"))
+    rolled_back = record("POST /api/models/rollback",
+                         client.post("/api/models/rollback", headers=admin))
+    assert rolled_back["quarantined"] == [kept["summary"]["sha256"]], rolled_back
+    record("GET /api/uploads/quarantined", client.get("/api/uploads/quarantined", headers=admin))
+    record("POST /api/uploads/<sha256>/release",
+           client.post(f"/api/uploads/{kept['summary']['sha256']}/release", headers=admin))
+    return answers
+
+
+def learning_answer(case: str) -> Callable[[pytest.FixtureRequest], tuple[int, Any]]:
+    return lambda request: request.getfixturevalue("learning_answers")[case]
+
+
+LEARNING_CASES = ("GET /api/retrain/status", "GET /api/retrain/runs",
+                  "POST /api/models/rollback", "GET /api/uploads/quarantined",
+                  "POST /api/uploads/<sha256>/release")
 
 
 RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
@@ -181,10 +212,10 @@ RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
     "GET /api/model-info": model_info,
     "POST /api/predict": predict_labelled_file,
     "POST /api/predict 400": predict_bad_value,
-    "GET /api/retrain/status": retrain_status_after_a_run,
+    **{case: learning_answer(case) for case in LEARNING_CASES},
 }
 EXPECTED_STATUS = {"POST /api/predict 400": 400}
-SLOW = {"GET /api/retrain/status"}  # starts a real retrain process
+SLOW = set(LEARNING_CASES)  # start a real retrain process
 
 
 # -- the tests --------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_register_keeps_the_file_under_a_timestamp_and_hash_name(tmp_path):
     sink = UploadSink(tmp_path)
     received = sink.receive(storage(b"a,b\n", "capture.CSV"))
     assert sink.register(received, rows=1, has_labels=False, input_kind="kdd") == {
-        "duplicate": False, "stored": True}
+        "duplicate": False, "stored": True, "store_reason": None}
     (name,) = kept(sink)
     assert name.endswith(f"-{received.sha256[:16]}.csv")
     assert not received.path.exists()
@@ -59,7 +59,8 @@ def test_same_content_is_a_duplicate_and_not_kept_twice(tmp_path):
     sink = UploadSink(tmp_path)
     sink.register(sink.receive(storage(b"same")), 1, False, "kdd")
     second = sink.receive(storage(b"same", "renamed.log"))
-    assert sink.register(second, 1, False, "kdd") == {"duplicate": True, "stored": False}
+    assert sink.register(second, 1, False, "kdd") == {"duplicate": True, "stored": False,
+                                                      "store_reason": "duplicate"}
     assert len(kept(sink)) == 1
     sink.discard(second)
     assert not second.path.exists()

@@ -16,7 +16,7 @@ from utils.local_server import ServerProcess, gunicorn_command
 from utils.model_store import save_model
 from utils.preprocessing import read_records
 from utils.training import file_digest, train
-from utils.upload_registry import Registration, UploadRegistry
+from utils.upload_registry import Registration, UploadQuota, UploadRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMALL_K = (4, 6, 8, 10, 12)
@@ -55,8 +55,10 @@ def train_small(base: Path, model_dir: Path, seed: int = 0) -> Path:
 
 
 def register(registry: UploadRegistry, data: bytes, name: str = "traffic.txt",
-             threshold: int = 10) -> Registration:
-    """Register ``data`` the way the server does: a temp file in the data folder, parsed."""
+             threshold: int = 10, *, trusted: bool = False, client: str | None = "127.0.0.1",
+             quota: UploadQuota | None = None) -> Registration:
+    """Register ``data`` the way the server does: a temp file in the data folder, parsed.
+    Anonymous by default, like an upload without the admin token."""
     incoming = registry.data_dir / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=incoming, suffix=".part", delete=False) as handle:
@@ -65,8 +67,8 @@ def register(registry: UploadRegistry, data: bytes, name: str = "traffic.txt",
     result = registry.register(
         handle.name, sha256=hashlib.sha256(data).hexdigest(), original_name=name,
         rows=len(records), has_labels=records.has_labels, input_kind=records.input_kind,
-        threshold=threshold)
-    if result.duplicate:
+        threshold=threshold, trusted=trusted, client=client, quota=quota)
+    if not result.stored:
         Path(handle.name).unlink()
     return result
 

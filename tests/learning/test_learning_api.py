@@ -68,7 +68,8 @@ def test_uploads_are_registered_once_and_the_threshold_launches_one_retrain(
 
 def settings_for(app, train_file) -> RetrainSettings:
     return RetrainSettings(model_dir=app.config["MODEL_DIR"], data_dir=app.config["DATA_DIR"],
-                           train_file=train_file, n_clusters=SMALL_K, tolerance=1.0)
+                           train_file=train_file, n_clusters=SMALL_K, tolerance=1.0,
+                           category_tolerance=1.0)
 
 
 def test_status_lists_the_runs_with_their_outcome(app, client, fresh_lines, tmp_path):
@@ -123,7 +124,9 @@ def test_rollback_puts_the_previous_version_back_at_once(app, client, fresh_line
     response = client.post("/api/models/rollback", headers=admin())
     assert response.status_code == 200
     assert response.get_json() == {"success": True, "previous_version": promoted.version,
-                                   "model_version": old}
+                                   "model_version": old,
+                                   "quarantined": sorted(
+                                       u.sha256 for u in get_registry(app).uploads())}
     assert client.get("/health").get_json()["model_version"] == old
     back = client.post("/api/models/rollback", headers=admin(),
                        data=json.dumps({"version": promoted.version}),

@@ -35,7 +35,7 @@ def register_batches(setup, lines, n: int) -> None:
 
 def test_force_retrains_and_reports_progress(setup, fresh_lines):
     register_batches(setup, fresh_lines, 3)
-    done = run_cli(setup, "--force", "--tolerance", "1")
+    done = run_cli(setup, "--force", "--tolerance", "1", "--category-tolerance", "1")
     assert done.returncode == 0, done.stderr
     assert "reading the training data base.txt" in done.stderr
     assert "fitting 5 K-means models" in done.stderr
@@ -98,7 +98,7 @@ def test_a_killed_run_loses_nothing_and_the_next_run_retries(setup, fresh_lines,
         process.wait(WAIT)
 
     assert (setup.model_dir / MODEL_FILE).read_bytes() == model_before
-    assert setup.registry.counts() == {"pending": 10, "used": 0, "archived": 0}
+    assert setup.registry.counts() == {"pending": 10, "used": 0, "archived": 0, "quarantined": 0}
     assert all(path.is_file() for path in stored.values())
     assert not (setup.data_dir / "uploaded_logs" / "archived").exists()
     assert setup.registry.running_run() is None
@@ -108,7 +108,7 @@ def test_a_killed_run_loses_nothing_and_the_next_run_retries(setup, fresh_lines,
 
     fifo.unlink()
     fifo.write_bytes(setup.base.read_bytes())
-    done = run_cli(setup, "--force", "--tolerance", "1", train=fifo)
+    done = run_cli(setup, "--force", "--tolerance", "1", "--category-tolerance", "1", train=fifo)
     assert done.returncode == 0, done.stderr
     runs = {r["id"]: r for r in setup.registry.runs()}
     assert runs[run["id"]]["outcome"] == "failed"
@@ -121,3 +121,21 @@ def test_help_describes_the_exit_codes():
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert done.returncode == 0
     assert "4 another retrain holds the lock" in done.stdout
+
+
+def test_quarantined_uploads_are_listed_and_released_from_the_command_line(setup, fresh_lines):
+    register_batches(setup, fresh_lines, 3)
+    shas = sorted(u.sha256 for u in setup.registry.uploads())
+    assert setup.registry.quarantine(shas) == shas
+    listed = run_cli(setup, "--list-quarantined")
+    assert listed.returncode == 0
+    assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == shas
+    assert "anonymous from 127.0.0.1" in listed.stdout
+
+    one = run_cli(setup, "--release", shas[0])
+    assert one.returncode == 0, one.stderr
+    assert setup.registry.find(shas[0]).status == "pending"
+    again = run_cli(setup, "--release", shas[0])  # not quarantined any more
+    assert again.returncode == 2 and "not quarantined" in again.stderr
+    assert run_cli(setup, "--release", "all").returncode == 0
+    assert setup.registry.counts()["quarantined"] == 0

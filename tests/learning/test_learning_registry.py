@@ -96,11 +96,11 @@ def test_duplicate_content_is_neither_stored_nor_counted(tmp_path):
         registry.uploads_dir.glob("*.txt"))) == 1
 
 
-def test_every_threshold_uploads_queue_one_retrain(tmp_path):
+def test_every_threshold_uploads_trigger_a_retrain_and_requests_coalesce(tmp_path):
     registry = UploadRegistry(tmp_path)
     due = [put(registry, content(i), threshold=3)[1].retrain_due for i in range(7)]
     assert due == [False, False, True, False, False, True, False]
-    assert registry.state() == {"uploads_since_retrain": 1, "requests": 2}
+    assert registry.state() == {"uploads_since_retrain": 1, "requests": 1}  # one run queued
 
 
 def test_threshold_zero_never_queues_a_retrain(tmp_path):
@@ -164,7 +164,7 @@ def test_concurrent_processes_and_threads_lose_no_upload_and_no_trigger(tmp_path
     assert len(uploads) == 40
     assert {u.sha256 for u in uploads} == {hashlib.sha256(content(n)).hexdigest()
                                            for n in range(40)}
-    assert registry.state() == {"uploads_since_retrain": 0, "requests": 4}
+    assert registry.state() == {"uploads_since_retrain": 0, "requests": 1}  # coalesced
     kept = sorted(p.name for p in registry.uploads_dir.iterdir() if p.is_file())
     assert kept == sorted(Path(u.stored_path).name for u in uploads)
 
@@ -235,7 +235,7 @@ def test_a_promoted_run_archives_its_uploads_and_moves_their_files(tmp_path):
         assert archived.stored_path.startswith("uploaded_logs/archived/")
         assert registry.path_of(archived).is_file()
         assert not registry.path_of(upload).exists()
-    assert registry.counts() == {"pending": 1, "used": 0, "archived": 3}
+    assert registry.counts() == {"pending": 1, "used": 0, "archived": 3, "quarantined": 0}
     (run,) = registry.runs()
     assert (run["outcome"], run["version"], run["metrics_after"]) == (
         "promoted", "v2", {"f1": 0.95})

@@ -24,6 +24,7 @@ from utils.retraining import (
     run_queued,
 )
 from utils.scoring import score_records
+from utils.training import train
 from utils.upload_registry import RetrainBusy, RetrainLock
 
 
@@ -31,9 +32,11 @@ def row_keys(features: pd.DataFrame) -> set[int]:
     return set(pd.util.hash_pandas_object(features, index=False).tolist())
 
 
-def register_batches(registry, lines, n: int, size: int = 100, **kwargs) -> None:
+def register_batches(registry, lines, n: int, size: int = 100, trusted: bool = False,
+                     **kwargs) -> None:
     for i in range(n):
-        register(registry, kdd_bytes(lines[i * size:(i + 1) * size], **kwargs), f"u{i}.txt")
+        register(registry, kdd_bytes(lines[i * size:(i + 1) * size], **kwargs), f"u{i}.txt",
+                 trusted=trusted)
 
 
 def model_bytes(setup) -> bytes:
@@ -43,11 +46,13 @@ def model_bytes(setup) -> bytes:
 # --- which rows are used -------------------------------------------------------------------
 
 
-def test_attack_labeled_rows_never_train_and_all_of_them_validate(setup, test_lines):
+def test_attack_labeled_rows_of_a_trusted_upload_never_train_and_all_of_them_validate(
+        setup, test_lines):
     model = load_model(setup.model_dir)
     records = read_records(kdd_bytes(test_lines[:2000]))
     selection = UploadSelection()
-    selection.add(records, model, validation_fraction=0.2, random_state=0, min_confidence=0.5)
+    selection.add(records, model, validation_fraction=0.2, random_state=0, min_confidence=0.5,
+                  trusted=True)
     trained = row_keys(selection.normal_rows(10**6, 0))
     attacks = records.features[(records.labels != "normal").to_numpy()]
     normals = records.features[(records.labels == "normal").to_numpy()]
@@ -116,7 +121,7 @@ def test_a_better_candidate_is_promoted_and_the_old_version_kept(setup, fresh_li
     assert new.card["retraining"]["previous_version"] == old.version
     assert new.card["training_data"]["uploads"]["files"] == 10
     assert new.card["training_data"]["fit_rows"] > old.card["training_data"]["fit_rows"]
-    assert setup.registry.counts() == {"pending": 0, "used": 0, "archived": 10}
+    assert setup.registry.counts() == {"pending": 0, "used": 0, "archived": 10, "quarantined": 0}
     assert len(list((setup.data_dir / "uploaded_logs" / "archived").iterdir())) == 10
     (run,) = setup.registry.runs()
     assert run["outcome"] == "promoted"
@@ -124,19 +129,33 @@ def test_a_better_candidate_is_promoted_and_the_old_version_kept(setup, fresh_li
     assert run["previous_version"] == old.version
 
 
-def test_a_poisoned_candidate_is_rejected_and_nothing_changes(setup, fresh_lines):
-    """Attack rows uploaded with the label "normal" would teach the model that attacks are
-    normal; the gate sees the candidate is worse."""
+def test_anonymous_attack_rows_labeled_normal_teach_nothing(setup, fresh_lines):
+    """An anonymous "normal" label is a claim: rows the model flags stay out of the fit set,
+    so the candidate is the current model again and nothing changes."""
     before = model_bytes(setup)
     attacks = [line for line in fresh_lines if line.split(",")[41] != "normal"]
     register_batches(setup.registry, attacks, 10, relabel="normal")
+    (result,) = run_queued(setup.settings, setup.registry)
+    assert result.outcome == "rejected"
+    assert model_bytes(setup) == before
+    assert not (setup.model_dir / VERSIONS_DIR).exists()
+    assert setup.registry.counts() == {"pending": 0, "used": 10, "archived": 0,
+                                       "quarantined": 0}
+
+
+def test_a_poisoned_trusted_candidate_is_still_rejected_by_the_gate(setup, fresh_lines):
+    """Attack rows uploaded with the admin token and the label "normal" (an admin's mistake)
+    would teach the model that attacks are normal; the gate sees the candidate is worse."""
+    before = model_bytes(setup)
+    attacks = [line for line in fresh_lines if line.split(",")[41] != "normal"]
+    register_batches(setup.registry, attacks, 10, relabel="normal", trusted=True)
     (result,) = run_queued(setup.settings, setup.registry)
     assert result.outcome == "rejected"
     assert "worse" in result.reason
     assert result.metrics_after["balanced_f1"] < result.metrics_before["balanced_f1"] - 0.005
     assert model_bytes(setup) == before
     assert not (setup.model_dir / VERSIONS_DIR).exists()
-    assert setup.registry.counts() == {"pending": 0, "used": 10, "archived": 0}
+    assert setup.registry.counts() == {"pending": 0, "used": 10, "archived": 0, "quarantined": 0}
     for upload in setup.registry.uploads():
         assert setup.registry.path_of(upload).is_file()
         assert "/archived/" not in upload.stored_path
@@ -167,21 +186,42 @@ def test_a_corrupt_current_model_fails_the_run_without_touching_it(setup, fresh_
     assert setup.registry.counts()["pending"] == 10
 
 
-def test_each_queued_request_gets_its_own_run_one_after_the_other(setup, fresh_lines):
-    register_batches(setup.registry, fresh_lines, 20, size=50)
-    setup.settings.tolerance = 1.0  # this test is about the queue, not the gate
+def test_queued_requests_coalesce_into_one_run_that_takes_every_pending_upload(
+        setup, fresh_lines):
+    register_batches(setup.registry, fresh_lines, 20, size=50)  # two batches of 10
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0  # the queue, not the gate
+    assert setup.registry.state()["requests"] == 1
     results = run_queued(setup.settings, setup.registry)
-    # the first run takes all 20 pending uploads, so the second has nothing new to learn
-    assert [r.outcome for r in results] == ["promoted", "rejected"]
-    assert "nothing new to learn" in results[1].reason
-    first, second = sorted(setup.registry.runs(), key=lambda run: run["id"])
-    assert first["finished_at"] <= second["started_at"]
+    assert [r.outcome for r in results] == ["promoted"]
     assert setup.registry.state()["requests"] == 0
     assert setup.registry.counts()["archived"] == 20
 
 
+def test_a_request_queued_during_a_run_gets_one_more_run_after_it(setup, fresh_lines):
+    """While a run is in progress, any number of batches queue one more run, not one each."""
+    register_batches(setup.registry, fresh_lines, 10, size=50)
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0
+    calls = []
+
+    def trainer(*args, **kwargs):  # three more batches arrive during the first run
+        if not calls:
+            for i in range(30):
+                register(setup.registry, kdd_bytes(fresh_lines[1000 + i * 5:1005 + i * 5]),
+                         f"late{i}.txt", threshold=10)
+            assert setup.registry.state()["requests"] == 1
+        calls.append(1)
+        return train(*args, **kwargs)
+
+    results = run_queued(setup.settings, setup.registry, trainer=trainer)
+    assert len(results) == 2
+    first, second = sorted(setup.registry.runs(), key=lambda run: run["id"])
+    assert first["finished_at"] <= second["started_at"]
+    assert second["uploads_used"] == 30
+    assert setup.registry.state()["requests"] == 0
+
+
 def test_uploads_in_a_promoted_model_feed_later_candidates(setup, fresh_lines):
-    setup.settings.tolerance = 1.0
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0
     register_batches(setup.registry, fresh_lines, 10, size=50)
     (first,) = run_queued(setup.settings, setup.registry)
     register_batches(setup.registry, fresh_lines[500:], 10, size=50)
@@ -196,7 +236,7 @@ def test_nothing_runs_without_a_request_unless_forced(setup, fresh_lines):
     register_batches(setup.registry, fresh_lines, 3)
     assert run_queued(setup.settings, setup.registry) == []
     assert setup.registry.runs() == []
-    setup.settings.tolerance = 1.0
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0
     (result,) = run_queued(setup.settings, setup.registry, force=True)
     assert result.outcome == "promoted"
 
@@ -217,7 +257,7 @@ def test_only_uploads_of_the_models_input_kind_feed_it(setup, fresh_lines):
     zeek = register(setup.registry, zeek_upload()).upload
     assert zeek.input_kind == "zeek"
     register_batches(setup.registry, fresh_lines, 10)
-    setup.settings.tolerance = 1.0
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0
     (result,) = run_queued(setup.settings, setup.registry)
     assert result.outcome == "promoted"
     statuses = {u.sha256: u.status for u in setup.registry.uploads()}
@@ -236,7 +276,7 @@ def test_an_interrupted_run_is_closed_as_failed_and_its_uploads_retried(setup, f
     assert setup.registry.take_request()  # the killed process had taken the request
     run_id = setup.registry.start_run(trigger="upload", pid=_dead_pid())
     assert len(setup.registry.claim_pending(run_id, "kdd")) == 10
-    setup.settings.tolerance = 1.0
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0
     (result,) = run_queued(setup.settings, setup.registry, force=True)
     runs = {run["id"]: run for run in setup.registry.runs()}
     assert runs[run_id]["outcome"] == "failed"
@@ -259,15 +299,13 @@ def test_a_run_killed_right_after_promoting_is_completed_as_promoted(setup, fres
 
 def test_a_custom_trainer_sees_the_trusted_rows_only(setup, test_lines):
     """retrain_once hands train() the selected upload rows through extra_normal."""
-    from utils.training import train
-
     seen = {}
 
     def spy(*args, **kwargs):
         seen["extra"] = kwargs["extra_normal"]
         return train(*args, **kwargs)
 
-    register_batches(setup.registry, test_lines, 3)
+    register_batches(setup.registry, test_lines, 3, trusted=True)
     result = retrain_once(setup.settings, setup.registry, trainer=spy)
     labels = read_records(kdd_bytes(test_lines[:300])).labels
     assert result.outcome in {"promoted", "rejected"}
@@ -281,7 +319,7 @@ def test_a_custom_trainer_sees_the_trusted_rows_only(setup, test_lines):
 @pytest.fixture
 def two_versions(setup, fresh_lines):
     old = load_model(setup.model_dir).version
-    setup.settings.tolerance = 1.0
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0
     register_batches(setup.registry, fresh_lines, 10)
     (result,) = run_queued(setup.settings, setup.registry)
     assert result.outcome == "promoted"
@@ -290,10 +328,10 @@ def two_versions(setup, fresh_lines):
 
 def test_rollback_goes_back_to_the_previous_version_and_can_be_undone(two_versions):
     setup, old, new = two_versions
-    assert rollback(setup.model_dir, setup.data_dir) == (new, old)
+    assert rollback(setup.model_dir, setup.data_dir)[:2] == (new, old)
     assert load_model(setup.model_dir).version == old
     assert json.loads((setup.model_dir / "model_card.json").read_text())["model_version"] == old
-    assert rollback(setup.model_dir, setup.data_dir, new) == (old, new)
+    assert rollback(setup.model_dir, setup.data_dir, new)[:2] == (old, new)
     assert load_model(setup.model_dir).version == new
 
 
@@ -324,9 +362,10 @@ def test_rollback_without_an_earlier_version_says_so(setup):
 
 def test_a_run_with_nothing_new_leaves_the_model_alone(setup, fresh_lines):
     """Seeds are fixed, so retraining on the same data gives the same centroids: no new
-    version is written for it."""
-    register_batches(setup.registry, fresh_lines, 10)
-    setup.settings.tolerance = 1.0
+    version is written for it. (Trusted uploads: the same rows train every run. Anonymous
+    rows are judged again by each new current model, so their selection may change.)"""
+    register_batches(setup.registry, fresh_lines, 10, trusted=True)
+    setup.settings.tolerance = setup.settings.category_tolerance = 1.0
     (first,) = run_queued(setup.settings, setup.registry)
     assert first.outcome == "promoted"
     before = model_bytes(setup)

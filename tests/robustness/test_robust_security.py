@@ -150,6 +150,35 @@ def test_only_failed_authentications_count(model_dir, data_dir, launches):
     assert client.get("/api/retrain/status").status_code == 200
 
 
+def test_wrong_tokens_on_uploads_count_as_failed_admin_authentications(model_dir, data_dir,
+                                                                       launches):
+    """A bearer token on /api/predict asks for a trusted upload: guessing it there is guessing
+    the admin token, so it counts towards the same limit as the admin routes."""
+    client = limited_client(model_dir, data_dir, limit="3 per minute")
+    data = synthetic_kdd(5, 1)
+    guesses = [upload(client, data, headers={"Authorization": f"Bearer guess{i}"}).status_code
+               for i in range(3)]
+    assert guesses == [403] * 3
+    assert stored_files(data_dir) == []  # refused before the upload was read
+    assert_json_error(client.post("/api/retrain", headers={"Authorization": "Bearer x"}), 429,
+                      "too_many_requests")
+    # Past the limit a trusted upload waits like an admin call; an anonymous one never does.
+    assert upload(client, data, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 429
+    anonymous = upload(client, data)
+    assert anonymous.status_code == 200
+    assert anonymous.get_json()["summary"]["trusted"] is False
+    assert launches == []
+
+
+def test_the_right_token_on_an_upload_is_not_a_failure(model_dir, data_dir, launches):
+    client = limited_client(model_dir, data_dir, limit="2 per minute")
+    for i in range(6):
+        trusted = upload(client, synthetic_kdd(5, i),
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+        assert trusted.status_code == 200
+        assert trusted.get_json()["summary"]["trusted"] is True
+
+
 # --- CORS ----------------------------------------------------------------------------------------
 
 CONFIGURED = ("https://ui.example", "https://staging.example:8443")
