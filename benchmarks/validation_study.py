@@ -241,7 +241,7 @@ def render(summary: dict) -> str:
              f"## Step 1: k sets ({summary['set_rule_combination']} mean)", "",
              "| k set | sum of k | macro-AUROC | gain over the next cheaper (SE) | qualifies "
              "| FPR | balanced accuracy | R2L AUROC | macro-AUROC with k² weights "
-             "| fit seconds (mean) |",
+             "| train() seconds (mean; wall, shared machine) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     rule = summary["set_rule_combination"]
     for row in summary["step1_sets"]:
