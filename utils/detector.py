@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 SEVERITY_LEVELS = ("Normal", "Low", "Medium", "High", "Critical")
 # The default k set and combination, chosen on KDDTrain+ validation splits (docs/MODEL.md).
-DEFAULT_N_CLUSTERS: tuple[int, ...] = (100, 150, 200, 250, 300)
+DEFAULT_N_CLUSTERS: tuple[int, ...] = (400, 450, 500, 550, 600)
 DEFAULT_WEIGHT_POWER = 2.0
 _EPS = 1e-12
 _BLOCK_ROWS = 128
