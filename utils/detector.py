@@ -22,6 +22,9 @@ from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 SEVERITY_LEVELS = ("Normal", "Low", "Medium", "High", "Critical")
+# The default k set and combination, chosen on KDDTrain+ validation splits (docs/MODEL.md).
+DEFAULT_N_CLUSTERS: tuple[int, ...] = (400, 450, 500, 550, 600)
+DEFAULT_WEIGHT_POWER = 2.0
 _EPS = 1e-12
 _BLOCK_ROWS = 128
 _BIAS_SLOTS = 4  # one-hot patterns per product block; each adds one column to the product
@@ -42,12 +45,12 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_clusters: Sequence[int] = (100, 150, 200, 250, 300),
+        n_clusters: Sequence[int] = DEFAULT_N_CLUSTERS,
         *,
         calibration_fraction: float = 0.2,
         threshold_quantile: float = 0.95,
         max_iter: int = 300,
-        weight_power: float = 2.0,
+        weight_power: float = DEFAULT_WEIGHT_POWER,
         n_dense_features: int | None = None,
         random_state: int | None = 0,
     ) -> None:

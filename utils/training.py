@@ -21,15 +21,13 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from utils.detector import KMeansEnsembleDetector
+from utils.detector import DEFAULT_N_CLUSTERS, KMeansEnsembleDetector
 from utils.features import KDDFeatureTransformer
 from utils.metrics import categories, evaluate
 from utils.model_store import library_versions, new_version, utc_now
 from utils.preprocessing import ParsedRecords
 from utils.schema import FEATURE_NAMES, NUMERIC_FEATURES
 from utils.thresholds import choose_threshold
-
-DEFAULT_N_CLUSTERS: tuple[int, ...] = (100, 150, 200, 250, 300)
 
 
 @dataclass

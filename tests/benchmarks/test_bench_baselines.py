@@ -3,12 +3,16 @@
 import numpy as np
 import pandas as pd
 import pytest
+from pyod.models.copod import COPOD
+from pyod.models.ecod import ECOD
+from pyod.models.hbos import HBOS
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.baselines import (
     REFERENCE_FEATURES,
     OutlierScorer,
+    PyODScorer,
     ReferenceVoteDetector,
     SingleKMeans,
 )
@@ -87,3 +91,14 @@ def test_single_kmeans_scores_the_nearest_centroid_distance():
     centers = model.kmeans_.cluster_centers_
     expected = np.sqrt(((X[:, None, :] - centers[None]) ** 2).sum(axis=2)).min(axis=1)
     np.testing.assert_allclose(model.anomaly_score(X), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [ECOD, COPOD, HBOS], ids=["ECOD", "COPOD", "HBOS"])
+def test_pyod_scorer_keeps_pyods_sign_higher_is_more_abnormal(make):
+    X = np.random.RandomState(2).normal(size=(400, 4))
+    scorer = PyODScorer(make()).fit(X)
+    assert scorer.fit_rows_ == 400
+    rows = np.vstack([np.random.RandomState(3).normal(size=(50, 4)), np.full((5, 4), 8.0)])
+    scores = scorer.anomaly_score(rows)
+    np.testing.assert_allclose(scores, scorer.estimator.decision_function(rows))
+    assert scores[-5:].min() > scores[:50].max()

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import REPO_ROOT
+from utils.detector import DEFAULT_N_CLUSTERS, DEFAULT_WEIGHT_POWER
 from utils.model_store import (
     CARD_FILE,
     MODEL_FILE,
@@ -135,3 +137,19 @@ def test_histogram_counts_every_row_and_marks_the_threshold():
     assert sum(hist["counts"]) == 5
     assert hist["bin_edges"][0] <= 0.1 and hist["bin_edges"][-1] >= 50.0 * 0.999
     assert hist["threshold"] == 1.5
+
+
+def test_the_committed_model_is_what_train_model_py_trains_by_default():
+    """models/ holds the code's defaults: k set, weights, split seed and threshold rule."""
+    model = load_model(REPO_ROOT / "models")
+    card = model.card
+    assert tuple(card["k_values"]) == DEFAULT_N_CLUSTERS
+    ks = np.asarray(DEFAULT_N_CLUSTERS, dtype=np.float64)
+    expected = ks**DEFAULT_WEIGHT_POWER / np.sum(ks**DEFAULT_WEIGHT_POWER)
+    np.testing.assert_allclose(card["model_weights"], expected)
+    np.testing.assert_allclose(model.detector.model_weights_, expected)
+    assert [e.n_clusters for e in model.detector.estimators_] == list(DEFAULT_N_CLUSTERS)
+    assert card["threshold_rule"] == "balanced-f1"
+    assert card["random_state"] == 0
+    assert card["training_data"]["file"] == "KDDTrain+.txt"
+    assert card["training_data"]["split_random_state"] == 0
