@@ -46,3 +46,17 @@ def test_only_categories_present_are_reported_and_no_known_label_gives_empty_fig
                      np.array([1.0, 0.0]))
     assert empty["labeled_samples"] == 0 and empty["detection_rate_by_category"] == {}
     assert empty["auroc"] is None
+
+
+def test_auroc_is_the_area_sklearn_computes_also_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    for rounding in (None, 2):  # continuous scores, then many ties within and across classes
+        scores = rng.random(5_000)
+        if rounding is not None:
+            scores = np.round(scores, rounding)
+        attack = rng.random(5_000) < scores * 0.8  # informative but imperfect
+        labels = pd.Series(np.where(attack, "neptune", "normal"), dtype=object)
+        m = evaluate(labels, scores > 0.5, scores)
+        assert m["auroc"] == pytest.approx(roc_auc_score(attack, scores), abs=1e-12)
