@@ -60,3 +60,11 @@ def test_auroc_is_the_area_sklearn_computes_also_with_ties():
         labels = pd.Series(np.where(attack, "neptune", "normal"), dtype=object)
         m = evaluate(labels, scores > 0.5, scores)
         assert m["auroc"] == pytest.approx(roc_auc_score(attack, scores), abs=1e-12)
+
+
+def test_categorical_labels_give_the_same_figures():
+    labels = pd.Series(["normal", "neptune", None, "normal", "cc", "neptune"], dtype=object)
+    flagged = np.array([False, True, True, True, False, False])
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2, 0.9])
+    as_category = labels.astype(pd.CategoricalDtype(["smurf", "neptune", "normal", "cc"]))
+    assert evaluate(as_category, flagged, scores) == evaluate(labels, flagged, scores)
