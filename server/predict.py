@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
+import pandas as pd
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -19,6 +21,7 @@ from server.request_log import note_request
 from server.responses import csv_rows, prediction
 from server.uploads import Received, UploadSink, get_sink
 from utils.model_store import LoadedModel
+from utils.preprocessing import iter_identity
 from utils.upload_registry import RegistryBusyError
 
 log = logging.getLogger("anomalyze.server")
@@ -45,12 +48,16 @@ def predict() -> Response:
     received = sink.receive(upload)
     try:
         analysis = analyse_file(model, received.path, 0 if as_csv else limit)
+        # Per-row identity is read again while the CSV streams: opened now, the file stays
+        # readable after it is kept (moved) or discarded.
+        identity = (identity_reader(received.path)
+                    if as_csv and analysis.input_kind == "zeek" else None)
         kept = keep_upload(sink, received, analysis)
     finally:
         sink.discard(received)
     note_request(rows=len(analysis))
     if as_csv:
-        return csv_response(model, analysis)
+        return csv_response(model, analysis, identity)
     upload_summary = {"sha256": received.sha256, "duplicate": kept["duplicate"],
                       "stored": kept["stored"]}
     body = prediction(model, analysis, processing_time=time.perf_counter() - started,
@@ -132,8 +139,20 @@ def json_response(model: LoadedModel, body: dict) -> Response:
     return response
 
 
-def csv_response(model: LoadedModel, analysis: Analysis) -> Response:
-    response = Response(csv_rows(analysis), mimetype="text/csv")
+def identity_reader(path: Path) -> Iterator[pd.DataFrame]:
+    """The upload's identity columns in row order, from a handle opened now."""
+    handle = open(path, "rb")  # noqa: SIM115 - closed when the generator ends or is closed
+
+    def parts() -> Iterator[pd.DataFrame]:
+        with handle:
+            yield from iter_identity(handle)
+
+    return parts()
+
+
+def csv_response(model: LoadedModel, analysis: Analysis,
+                 identity: Iterator[pd.DataFrame] | None = None) -> Response:
+    response = Response(csv_rows(analysis, identity), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="anomalyze-results.csv"'
     response.headers[MODEL_VERSION_HEADER] = model.version
     return response
