@@ -77,3 +77,34 @@ def test_train_model_learns_own_traffic_from_a_conn_log(tmp_path):
     assert data["normal_rows"] == 19460
     # fitted on benign rows of the 80% split only: never more rows than that
     assert data["fit_rows"] <= round(19460 * 0.8) + 1
+
+
+def test_answers_for_a_log_read_in_chunks_equal_those_for_one_chunk(client, monkeypatch):
+    """JSON and CSV, row for row, whether the API reads the log whole or in small chunks."""
+    import functools
+
+    import server.predict as predict
+    from server import analysis
+    from tests.zeek_logs import conn_rows, tsv_log
+
+    data = tsv_log(conn_rows(1_200, seed=8, rate=300, long_seconds=2))
+
+    def answers() -> tuple[dict, str]:
+        body = client.post("/api/predict?limit=100",
+                           data={"file": (io.BytesIO(data), "conn.log")}).get_json()
+        for key in ("processing_time", "duplicate", "stored"):
+            body["summary"].pop(key)
+        csv = client.post("/api/predict?format=csv",
+                          data={"file": (io.BytesIO(data), "conn.log")})
+        return body, csv.get_data(as_text=True)
+
+    whole = answers()
+    monkeypatch.setattr(predict, "analyse_file",
+                        functools.partial(analysis.analyse_file, chunk_rows=150))
+    monkeypatch.setattr(predict, "iter_identity",
+                        functools.partial(predict.iter_identity, chunk_rows=97))
+    chunked = answers()
+    assert chunked[0] == whole[0]
+    assert chunked[1] == whole[1]
+    assert len(whole[1].splitlines()) == 1_200 + 1
+    assert whole[0]["anomalies"] and whole[0]["metrics"]["labeled_samples"] == 1_200
