@@ -339,7 +339,10 @@ def _too_large(limit: int, compressed: bool) -> InputFormatError:
 
 def _raw_blocks(source: Source) -> Iterator[bytes]:
     if isinstance(source, bytes | bytearray | memoryview):
-        yield bytes(source)
+        # in blocks, as from a file: _line_chunks scans each block it cuts from
+        view = memoryview(source).cast("B")
+        for start in range(0, len(view), _BLOCK):
+            yield bytes(view[start:start + _BLOCK])
     elif isinstance(source, str | os.PathLike):
         with open(source, "rb") as handle:
             yield from _read_blocks(handle)
