@@ -115,6 +115,15 @@ def test_a_log_too_far_out_of_order_is_refused_as_too_large(monkeypatch):
     assert len(list(iter_record_chunks(tsv_log(rows), chunk_rows=100))) > 1  # in order: fine
 
 
+def test_a_log_of_more_rows_than_one_upload_may_hold_is_refused_as_too_large(monkeypatch):
+    monkeypatch.setattr(zeek_stream, "MAX_ROWS", 500)
+    with pytest.raises(InputFormatError, match="more than 500 records") as caught:
+        list(iter_record_chunks(tsv_log(ROWS[:501]), chunk_rows=100))
+    assert caught.value.error_type == "too_large"
+    assert len(pd.concat(p.features for p in iter_record_chunks(tsv_log(ROWS[:500]),
+                                                                chunk_rows=100))) == 500
+
+
 def test_bad_value_in_a_later_chunk_names_its_line_in_the_whole_file():
     rows = [list(row) for row in ROWS[:300]]
     rows[250][FIELDS.index("id.resp_p")] = "eighty"

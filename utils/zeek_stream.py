@@ -16,7 +16,8 @@ log is read twice, chunk by chunk:
 Memory then holds the times, the two step numbers, and the rows held at once: about one chunk
 plus the rows that wait for a connection logged late. The plan tells that peak before the
 second pass starts; a log whose order would need more than ``max_held_rows`` is refused (413)
-instead of being read. A log that fits in one chunk is read once, whole.
+instead of being read, and so is one of more than MAX_ROWS rows, as soon as the first pass
+has counted them. A log that fits in one chunk is read once, whole.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from utils.zeek_features import derive_kdd_features, window_lookback
 
 # Held rows cost about 300-600 bytes each (the connection table; JSON strings are not shared).
 MAX_HELD_ROWS = 500_000
+# Every row costs about 25 bytes for the plan and as much for its results, however short it
+# is: a 1 GiB log of the shortest possible rows would hold 60 M. Real logs run 120-250 bytes
+# a row, so the decompressed limit (1 GiB) allows about 4-9 M.
+MAX_ROWS = 10_000_000
 # Rows derived at once: deriving costs about 1 KB a row while it runs, and each batch is
 # scored while the next one is derived.
 BATCH_ROWS = 25_000
@@ -100,13 +105,19 @@ def _plan(reader: ZeekLogReader, chunks: Iterator[tuple[bytes, int]], lookback: 
     times: list[np.ndarray] = []
     checksums = []
     line = 1
+    rows = 0
     for chunk, newlines in chunks:
         ts = reader.timestamps(chunk, line)
         line += newlines
         times.append(ts)
         checksums.append(zlib.crc32(ts))
+        rows += len(ts)
+        if rows > MAX_ROWS:
+            raise InputFormatError(
+                "too_large", f"the Zeek log holds more than {MAX_ROWS:,} records, the most one "
+                "upload may hold; split it")
     sizes = [len(ts) for ts in times]
-    reader.finish(sum(sizes))
+    reader.finish(rows)
     step = np.repeat(np.arange(len(sizes), dtype=np.min_scalar_type(len(sizes))), sizes)
     ts = np.concatenate(times)
     del times

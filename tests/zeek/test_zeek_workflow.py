@@ -108,3 +108,25 @@ def test_answers_for_a_log_read_in_chunks_equal_those_for_one_chunk(client, monk
     assert chunked[1] == whole[1]
     assert len(whole[1].splitlines()) == 1_200 + 1
     assert whole[0]["anomalies"] and whole[0]["metrics"]["labeled_samples"] == 1_200
+
+
+def test_a_log_too_far_out_of_time_order_is_a_413_json_error(client, monkeypatch):
+    import functools
+
+    import server.predict as predict
+    from server import analysis
+    from tests.zeek_logs import FIELDS, conn_rows, tsv_log
+    from utils import zeek_stream
+
+    monkeypatch.setattr(zeek_stream, "MAX_HELD_ROWS", 700)
+    monkeypatch.setattr(predict, "analyse_file",
+                        functools.partial(analysis.analyse_file, chunk_rows=100))
+    rows = conn_rows(1_000, seed=2, rate=100, long_share=0.0)
+    early = list(rows[0])
+    early[FIELDS.index("ts")] = f"{float(rows[0][0]) - 3600:.3f}"  # logged an hour late
+    response = client.post("/api/predict",
+                           data={"file": (io.BytesIO(tsv_log([*rows, early])), "conn.log")})
+    assert response.status_code == 413
+    body = response.get_json()
+    assert body["success"] is False and body["error_type"] == "too_large"
+    assert "out of time order" in body["error"] and "sort it by ts" in body["error"]
