@@ -11,9 +11,12 @@ is scored on the same second half for comparison.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+import json
 import shutil
+import sys
 import tempfile
 import time
 import zlib
@@ -26,6 +29,7 @@ import requests
 
 from benchmarks.bench_http import gunicorn, peak_rss_mb, rss_mb, worker_pids
 from benchmarks.quality import thin_roc
+from utils.cli import progress
 from utils.metrics import evaluate
 from utils.model_store import LoadedModel
 from utils.preprocessing import ParsedRecords, iter_record_chunks, read_records
@@ -157,25 +161,28 @@ def _booted_workers(master: int, count: int, deadline: float = 60.0) -> list[int
 
 
 def large_upload_memory(sample: Path, progress: Progress = print,
-                        inflated_mib: int = LARGE_LOG_MIB) -> dict:
-    """POST a gzip conn.log inflating to ``inflated_mib`` MiB to a real gunicorn (2 workers x
-    4 threads, default limits); the serving worker's RSS before and its peak (VmHWM)."""
+                        inflated_mib: int = LARGE_LOG_MIB, *, answer: str = "json",
+                        workers: int = 2) -> dict:
+    """POST a gzip conn.log inflating to ``inflated_mib`` MiB to a real gunicorn (``workers``
+    x 4 threads, default limits) for a JSON or CSV ``answer``; the serving worker's RSS
+    before and its peak (VmHWM). A CSV answer is read as it streams and only counted."""
     tmp = Path(tempfile.mkdtemp(prefix="anomalyze-zeek-memory-"))
     try:
         log = tmp / "conn.log.gz"
         progress(f"zeek memory: writing a gzip conn.log inflating to {inflated_mib} MiB")
         result = write_large_log(sample, log, inflated_mib << 20)
         env = {"GUNICORN_TIMEOUT": str(_LARGE_UPLOAD_TIMEOUT)}
-        with gunicorn(_WORKERS, 4, tmp / "data", tmp / "gunicorn.log", env) as (url, master):
-            pids = _booted_workers(master.pid, _WORKERS)
+        with gunicorn(workers, 4, tmp / "data", tmp / "gunicorn.log", env) as (url, master):
+            pids = _booted_workers(master.pid, workers)
             before = {pid: rss_mb(pid) for pid in pids}
-            progress(f"zeek memory: POST /api/predict with {result['rows']:,} rows "
-                     f"({result['gzip_mb']:.1f} MB gzip)")
+            progress(f"zeek memory: POST /api/predict?format={answer} with "
+                     f"{result['rows']:,} rows ({result['gzip_mb']:.1f} MB gzip)")
             started = time.perf_counter()
             with open(log, "rb") as handle:
-                response = requests.post(f"{url}/api/predict",
-                                         files={"file": ("conn.log.gz", handle)},
+                response = requests.post(f"{url}/api/predict?format={answer}",
+                                         files={"file": ("conn.log.gz", handle)}, stream=True,
                                          timeout=(5, _LARGE_UPLOAD_TIMEOUT))
+                summary = _answer_summary(response, answer)
             seconds = time.perf_counter() - started
             peaks = {pid: peak_rss_mb(pid) for pid in pids}
             if sorted(worker_pids(master.pid)) != sorted(pids):
@@ -184,19 +191,43 @@ def large_upload_memory(sample: Path, progress: Progress = print,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     serving = max(pids, key=lambda pid: peaks[pid] - before[pid])
-    body = response.json()
-    result |= {"status": response.status_code, "seconds": seconds,
+    result |= {"answer": answer, "status": response.status_code, "seconds": seconds,
+               **summary,
                "workers": [{"pid": pid, "rss_before_mb": before[pid], "peak_rss_mb": peaks[pid]}
                            for pid in pids],
-               "total_samples": body.get("summary", {}).get("total_samples"),
-               "error": body.get("error"),
                "worker_rss_before_mb": before[serving], "worker_peak_rss_mb": peaks[serving],
                "worker_growth_mb": peaks[serving] - before[serving],
-               "server": f"gunicorn.conf.py, {_WORKERS} workers x 4 threads, "
+               "server": f"gunicorn.conf.py, {workers} workers x 4 threads, "
                          f"GUNICORN_TIMEOUT={_LARGE_UPLOAD_TIMEOUT}"}
     progress(f"zeek memory: {response.status_code} in {seconds:.0f} s; worker RSS "
              f"{before[serving]:.0f} -> peak {peaks[serving]:.0f} MB")
     return result
+
+
+def _answer_summary(response: requests.Response, answer: str) -> dict:
+    if answer == "csv" and response.status_code == 200:
+        lines = size = 0
+        for block in response.iter_content(1 << 20):
+            lines += block.count(b"\n")
+            size += len(block)
+        return {"total_samples": lines - 1, "csv_mb": size / 2**20, "error": None}
+    body = response.json()
+    return {"total_samples": body.get("summary", {}).get("total_samples"),
+            "error": body.get("error")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The memory measurement alone, printed as JSON."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--sample", type=Path, required=True, help="a Zeek TSV conn.log")
+    parser.add_argument("--inflated-mib", type=int, default=LARGE_LOG_MIB)
+    parser.add_argument("--answer", choices=("json", "csv"), default="json")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    result = large_upload_memory(args.sample, progress, args.inflated_mib,
+                                 answer=args.answer, workers=args.workers)
+    print(json.dumps(result, indent=1))
+    return 0
 
 
 def subset(records: ParsedRecords, rows: np.ndarray) -> ParsedRecords:
@@ -280,3 +311,7 @@ def run_zeek(path: Path, nslkdd_model: LoadedModel, progress: Progress = print) 
                                   synthetic))
     del synthetic
     return {"speed": speed, "quality": temporal_quality(path, nslkdd_model, progress)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
