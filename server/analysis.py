@@ -133,7 +133,6 @@ class _LabelCodes:
     """Labels of the parts as small integer codes into one list of distinct labels."""
 
     def __init__(self) -> None:
-        self.names: list[str] = []
         self._code: dict[str, int] = {}
         self.parts: list[np.ndarray] = []
 
