@@ -42,10 +42,12 @@ TIMEOUT = (5, 300)  # connect, read (seconds)
 
 
 @contextmanager
-def gunicorn(workers: int, threads: int, data_dir: Path, log_path: Path) -> Iterator[tuple]:
-    """A running server: yields (base URL, master Popen); SIGTERM on exit."""
+def gunicorn(workers: int, threads: int, data_dir: Path, log_path: Path,
+             env: dict[str, str] | None = None) -> Iterator[tuple]:
+    """A running server (``env``: more variables): yields (base URL, master Popen); SIGTERM
+    on exit."""
     env = {"ANOMALYZE_DATA_DIR": str(data_dir), "WEB_CONCURRENCY": str(workers),
-           "GUNICORN_THREADS": str(threads)}
+           "GUNICORN_THREADS": str(threads), **(env or {})}
     server = ServerProcess(gunicorn_command(), log_path=log_path, env=env, start_timeout=90)
     try:
         server.start()
@@ -67,8 +69,17 @@ def worker_pids(master: int) -> list[int]:
 
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the process's peak resident set since it started (shared model pages included)."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS: the process's resident set now."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key):
             return int(line.split()[1]) / 1024
     return float("nan")
 

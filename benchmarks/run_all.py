@@ -5,8 +5,9 @@
     python -m benchmarks.run_all --from-json benchmarks/results/latest.json  # re-render only
 
 Sections: quality (NSL-KDD detection vs baselines), throughput (in-process), zeek (feature
-derivation speed, temporal-split detection), http (benchmarks/bench_http.py, skipped with a
-note when missing). Progress goes to stderr.
+derivation speed, temporal-split detection), zeek_memory (a gzip conn.log inflating to
+1000 MiB posted to gunicorn: the worker's peak memory), http (benchmarks/bench_http.py,
+skipped with a note when missing). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from settings import script_settings
 from utils.cli import progress
 from utils.model_store import atomic_write_bytes, load_model
 
-SECTIONS = ("quality", "throughput", "zeek", "http")
+SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "http")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
@@ -120,6 +121,14 @@ def run(sections: list[str], notes: list[str], config: dict) -> dict:
         else:
             results["zeek"] = {"skipped": f"{zeek_path} not found (set ANOMALYZE_ZEEK_DIR)"}
             progress(f"zeek: skipped ({results['zeek']['skipped']})")
+    if "zeek_memory" in sections:
+        from benchmarks.zeek_bench import large_upload_memory
+
+        zeek_path = config["ZEEK_DIR"] / ZEEK_FILE
+        if zeek_path.is_file():
+            results["zeek_memory"] = large_upload_memory(zeek_path, progress)
+        else:
+            results["zeek_memory"] = {"skipped": f"{zeek_path} not found (set ANOMALYZE_ZEEK_DIR)"}
     if "http" in sections:
         results["http"] = run_http(progress)
         if "skipped" in results["http"]:

@@ -71,7 +71,8 @@ def alerts_from_file(
     chunk_rows: int = CHUNK_ROWS, threads: int | None = None,
     max_decompressed_bytes: int | None = None,
 ) -> tuple[Analysis, AlertSpool]:
-    """Score a file and write the ECS alerts of all its anomalies, in input order.
+    """Score a file and write the ECS alerts of all its anomalies, in input order (a Zeek
+    log read in chunks: batch by batch, in time order; every alert names its row).
 
     The Analysis (no rows described: the alerts are the detail) is what registering the
     upload and logging the request need. InputFormatError as analyse_file gives it, and

@@ -2,8 +2,8 @@
 
 The records are parsed and scored chunk by chunk (utils.scoring.iter_scored_chunks). Only small
 per-row arrays (score, verdict, confidence, severity, votes, label) are kept for every row;
-full feature rows are kept only for the current top-``limit`` anomalies, which are the only
-rows the response describes (and explains) in detail.
+full feature rows (and Zeek identity) are kept only for the current top-``limit`` anomalies,
+which are the only rows the response describes (and explains) in detail.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 
 from utils.model_store import LoadedModel
 from utils.preprocessing import ParsedRecords
+from utils.schema import LABEL_COLUMN, SEVERITIES
 from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
 
 CHUNK_ROWS = 100_000
@@ -24,11 +25,14 @@ CHUNK_ROWS = 100_000
 
 @dataclass
 class Analysis:
-    """Per-row results of the whole input plus the feature rows of the top anomalies.
+    """Per-row results of the whole input plus the rows of the top anomalies.
 
     Row arrays are in input order (position = the record's 0-based index). ``top_index`` lists
-    the flagged rows to describe, highest score first (ties: lower index first), and
-    ``top_features`` holds their feature rows, indexed by the same row numbers.
+    the flagged rows to describe, highest score first (ties: lower index first);
+    ``top_features`` holds their feature rows and ``top_identity`` (Zeek input, else None)
+    their identity columns, both indexed by the same row numbers. Identity is not kept for
+    every row (for a large Zeek log it would cost more than everything else):
+    utils.preprocessing.iter_identity reads it again for per-row output.
     """
 
     input_kind: str
@@ -36,12 +40,12 @@ class Analysis:
     anomaly_score: np.ndarray
     is_anomaly: np.ndarray
     confidence: np.ndarray
-    severity: np.ndarray
+    severity: pd.Categorical
     votes: np.ndarray
-    labels: pd.Series | None
-    identity: pd.DataFrame | None
+    labels: pd.Series | None  # categorical
     top_index: np.ndarray
     top_features: pd.DataFrame
+    top_identity: pd.DataFrame | None
 
     def __len__(self) -> int:
         return len(self.anomaly_score)
@@ -73,57 +77,121 @@ def analyse_records(model: LoadedModel, records: ParsedRecords, limit: int) -> A
     return analyse_chunks([(records, score_records(model, records))], limit)
 
 
+_ROW_ARRAYS = ("anomaly_score", "is_anomaly", "confidence", "votes")
+
+
 def analyse_chunks(
     chunks: Iterable[tuple[ParsedRecords, ScoredRecords]], limit: int
 ) -> Analysis:
-    scored_parts: list[ScoredRecords] = []
-    label_parts: list[pd.Series] = []
-    identity_parts: list[pd.DataFrame] = []
+    """Gather chunks whose rows together are 0..n-1 once each, in any order (a large Zeek
+    log's come in time order): every per-row array is put in input order at the end.
+
+    Labels and severities are kept as small codes (pandas Categoricals in the result): an
+    upload can hold millions of rows.
+    """
+    scored_parts: list[dict[str, np.ndarray]] = []
+    row_parts: list[pd.Index | np.ndarray] = []
+    severity_parts: list[np.ndarray] = []
+    labels = _LabelCodes()
     input_kind = "kdd"
     has_labels = False
-    top_features: pd.DataFrame | None = None
+    top: list[pd.DataFrame] | None = None
     top_scores = np.empty(0)
     for records, scored in chunks:
         input_kind = records.input_kind
         has_labels = records.has_labels
-        scored_parts.append(scored)
+        index = records.features.index
+        row_parts.append(index if isinstance(index, pd.RangeIndex) else _compact(index))
+        severity_parts.append(pd.Categorical(scored.severity, categories=SEVERITIES).codes)
         if records.labels is not None:
-            label_parts.append(records.labels)
-        if records.identity is not None:
-            identity_parts.append(records.identity)
+            labels.add(records.labels)
         if limit > 0:
-            top_features, top_scores = _keep_top(
-                top_features, top_scores, records.features, scored, limit)
+            frames = [records.features]
+            if records.identity is not None:
+                frames.append(records.identity)
+            top, top_scores = _keep_top(top, top_scores, frames, scored, limit)
+        scored_parts.append({name: getattr(scored, name) for name in _ROW_ARRAYS})
+        threshold = float(scored.threshold)
     if not scored_parts:
         raise ValueError("no records to analyse")  # the parser refuses empty input first
-    scored = ScoredRecords.concat(scored_parts)
+    rows = sum(len(part) for part in row_parts)
+    arrays = {name: _in_row_order([part.pop(name) for part in scored_parts], row_parts, rows)
+              for name in _ROW_ARRAYS}
     del scored_parts
-    if top_features is None:
-        top_features = pd.DataFrame(columns=records.features.columns)  # no row kept
-    top_index = _ranked(top_features.index.to_numpy(dtype=np.int64), top_scores)
+    severity = pd.Categorical.from_codes(_in_row_order(severity_parts, row_parts, rows),
+                                         categories=SEVERITIES)
+    if top is None:  # no row kept
+        top = [pd.DataFrame(columns=records.features.columns)]
+        if records.identity is not None:
+            top.append(pd.DataFrame(columns=records.identity.columns))
+    top_index = _ranked(top[0].index.to_numpy(dtype=np.int64), top_scores)
     return Analysis(
         input_kind=input_kind,
-        threshold=float(scored.threshold),
-        anomaly_score=scored.anomaly_score,
-        is_anomaly=np.asarray(scored.is_anomaly, dtype=bool),
-        confidence=scored.confidence,
-        severity=scored.severity,
-        votes=scored.votes,
-        labels=_concat(label_parts) if has_labels else None,
-        identity=_concat(identity_parts) if identity_parts else None,
+        threshold=threshold,
+        anomaly_score=arrays["anomaly_score"],
+        is_anomaly=np.asarray(arrays["is_anomaly"], dtype=bool),
+        confidence=arrays["confidence"],
+        severity=severity,
+        votes=arrays["votes"],
+        labels=labels.series(row_parts, rows) if has_labels else None,
         top_index=top_index,
-        top_features=top_features.loc[top_index],
+        top_features=top[0].loc[top_index],
+        top_identity=top[1].loc[top_index] if len(top) > 1 else None,
     )
 
 
+class _LabelCodes:
+    """Labels of the parts as small integer codes into one list of distinct labels."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []
+
+    def add(self, labels: pd.Series) -> None:
+        codes, uniques = pd.factorize(labels.to_numpy(dtype=object))
+        for name in uniques:
+            self._code.setdefault(name, len(self._code))
+        mapping = np.array([self._code[name] for name in uniques] + [-1], dtype=np.int32)
+        self.parts.append(mapping[codes])  # code -1 (unknown) maps to the last entry, -1
+
+    def series(self, rows: list, total: int) -> pd.Series:
+        names = list(self._code)
+        codes = _in_row_order(self.parts, rows, total)
+        dtype = np.min_scalar_type(-len(names) - 1)
+        categorical = pd.Categorical.from_codes(codes.astype(dtype), categories=names)
+        return pd.Series(categorical, name=LABEL_COLUMN)
+
+
+def _compact(index: pd.Index) -> np.ndarray:
+    """Row numbers in 4 bytes each where they fit."""
+    rows = index.to_numpy()
+    return rows.astype(np.int32) if len(rows) and rows.max() < 2**31 else rows
+
+
+def _in_row_order(parts: list[np.ndarray], rows: list, total: int) -> np.ndarray:
+    """One array of ``total`` rows from parts holding the given rows (RangeIndex or row
+    numbers). Parts are released as they are copied, so the peak is one array more than the
+    parts, not twice them."""
+    first = parts[0]
+    out = np.empty((total, *first.shape[1:]), dtype=first.dtype)
+    for i, index in enumerate(rows):
+        part, parts[i] = parts[i], None
+        if isinstance(index, pd.RangeIndex) and index.step == 1:
+            out[index.start:index.stop] = part
+        else:
+            out[index] = part
+    return out
+
+
 def _keep_top(
-    kept: pd.DataFrame | None,
+    kept: list[pd.DataFrame] | None,
     kept_scores: np.ndarray,
-    features: pd.DataFrame,
+    frames: list[pd.DataFrame],
     scored: ScoredRecords,
     limit: int,
-) -> tuple[pd.DataFrame | None, np.ndarray]:
-    """The best ``limit`` flagged rows so far: the kept ones merged with this chunk's."""
+) -> tuple[list[pd.DataFrame] | None, np.ndarray]:
+    """The best ``limit`` flagged rows so far (of each frame, same rows): the kept ones merged
+    with this chunk's."""
     flagged = np.flatnonzero(scored.is_anomaly)
     if flagged.size == 0:
         return kept, kept_scores
@@ -131,22 +199,17 @@ def _keep_top(
     if flagged.size > limit:
         best = np.lexsort((flagged, -scores))[:limit]
         flagged, scores = flagged[best], scores[best]
-    rows = features.iloc[flagged]
-    if kept is None or kept.empty:
+    rows = [frame.iloc[flagged] for frame in frames]
+    if kept is None:
         return rows, scores
-    merged = pd.concat([kept, rows])
+    merged = [pd.concat([old, new]) for old, new in zip(kept, rows, strict=True)]
     merged_scores = np.concatenate([kept_scores, scores])
-    if len(merged) > limit:
-        best = np.lexsort((merged.index.to_numpy(), -merged_scores))[:limit]
-        merged, merged_scores = merged.iloc[best], merged_scores[best]
+    if len(merged_scores) > limit:
+        best = np.lexsort((merged[0].index.to_numpy(), -merged_scores))[:limit]
+        merged, merged_scores = [frame.iloc[best] for frame in merged], merged_scores[best]
     return merged, merged_scores
 
 
 def _ranked(index: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Row numbers by descending score, ties broken by row number (stable across chunkings)."""
     return index[np.lexsort((index, -scores))]
-
-
-def _concat(parts: list) -> pd.Series | pd.DataFrame:
-    joined = parts[0] if len(parts) == 1 else pd.concat(parts)
-    return joined.reset_index(drop=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
+import pandas as pd
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -24,6 +26,7 @@ from server.responses import csv_rows, prediction
 from server.retrain import request_is_admin
 from server.uploads import Received, UploadSink, get_sink
 from utils.model_store import LoadedModel
+from utils.preprocessing import iter_identity
 from utils.upload_registry import RegistryBusyError
 
 log = logging.getLogger("anomalyze.server")
@@ -52,7 +55,7 @@ def predict() -> Response:
                        "no file uploaded: send multipart/form-data with the field 'file'")
     sink = get_sink()
     received = sink.receive(upload)
-    alerts = None
+    alerts = identity = None
     try:
         reading = {"threads": current_app.config["SCORING_THREADS"],
                    "max_decompressed_bytes": megabytes(current_app.config["MAX_DECOMPRESSED_MB"])}
@@ -62,11 +65,17 @@ def predict() -> Response:
                                                     spool_dir=sink.incoming_dir, **reading)
             else:
                 analysis = analyse_file(model, received.path, 0 if as_csv else limit, **reading)
+        # Per-row identity is read again while the CSV streams: opened now, the file stays
+        # readable after it is kept (moved) or discarded.
+        identity = (identity_reader(received.path, reading["max_decompressed_bytes"])
+                    if as_csv and analysis.input_kind == "zeek" else None)
         kept = keep_upload(sink, received, analysis, trusted=trusted,
                            client=request.remote_addr)
     except BaseException:
         if alerts is not None:
             alerts.close()
+        if identity is not None:
+            identity.close()
         raise
     finally:
         sink.discard(received)
@@ -74,7 +83,7 @@ def predict() -> Response:
     if alerts is not None:
         return ndjson_response(alerts, {MODEL_VERSION_HEADER: model.version})
     if as_csv:
-        return csv_response(model, analysis)
+        return csv_response(model, analysis, identity)
     upload_summary = {"sha256": received.sha256, "duplicate": kept["duplicate"],
                       "stored": kept["stored"], "store_reason": kept["store_reason"],
                       "trusted": trusted}
@@ -166,8 +175,22 @@ def json_response(model: LoadedModel, body: dict) -> Response:
     return response
 
 
-def csv_response(model: LoadedModel, analysis: Analysis) -> Response:
-    response = Response(csv_rows(analysis), mimetype="text/csv")
+def identity_reader(path: Path, max_decompressed_bytes: int | None = None
+                    ) -> Iterator[pd.DataFrame]:
+    """The upload's identity columns in row order, from a handle opened now
+    (``max_decompressed_bytes`` as when the upload was analysed)."""
+    handle = open(path, "rb")  # noqa: SIM115 - closed when the generator ends or is closed
+
+    def parts() -> Iterator[pd.DataFrame]:
+        with handle:
+            yield from iter_identity(handle, max_decompressed_bytes=max_decompressed_bytes)
+
+    return parts()
+
+
+def csv_response(model: LoadedModel, analysis: Analysis,
+                 identity: Iterator[pd.DataFrame] | None = None) -> Response:
+    response = Response(csv_rows(analysis, identity), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="anomalyze-results.csv"'
     response.headers[MODEL_VERSION_HEADER] = model.version
     return response

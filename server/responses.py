@@ -37,7 +37,7 @@ def prediction(
     upload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of a successful /api/predict or /api/predict-json answer (docs/API.md)."""
-    by_severity = pd.Series(analysis.severity, dtype=object).value_counts().to_dict()
+    by_severity = pd.Series(analysis.severity).value_counts().to_dict()
     anomalies = anomaly_records(model, analysis)
     summary: dict[str, Any] = {
         "total_samples": len(analysis),
@@ -82,11 +82,10 @@ def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, An
     for name in ANOMALY_FEATURES:
         columns[name] = json_column(features[name].to_numpy())
     if analysis.labels is not None:
-        labels = analysis.labels.to_numpy(dtype=object)[index]
-        columns["label"] = json_column(labels)
+        columns["label"] = json_column(analysis.labels.iloc[index].to_numpy(dtype=object))
     columns["top_features"] = explain(model, features)
-    if analysis.identity is not None:
-        identity = analysis.identity.iloc[index]
+    if analysis.top_identity is not None:
+        identity = analysis.top_identity.loc[index]
         for name in reported_identity(identity):
             columns[str(name)] = json_column(identity[name].to_numpy())
     names = list(columns)
@@ -127,17 +126,29 @@ def percent(fraction: float) -> float:
     return 100.0 * fraction
 
 
-def csv_rows(analysis: Analysis) -> Iterator[str]:
-    """One CSV line per input record, in blocks, for a streamed response."""
+def csv_rows(analysis: Analysis,
+             identity: Iterator[pd.DataFrame] | None = None) -> Iterator[str]:
+    """One CSV line per input record, in blocks, for a streamed response.
+
+    ``identity``: the input's identity columns in row order, in parts of any size (Zeek input:
+    utils.preprocessing.iter_identity); closed when the rows end or the client goes away.
+    """
+    try:
+        yield from _csv_blocks(analysis, identity)
+    finally:
+        close = getattr(identity, "close", None)
+        if close is not None:
+            close()
+
+
+def _csv_blocks(analysis: Analysis, identity: Iterator[pd.DataFrame] | None) -> Iterator[str]:
     header = list(CSV_COLUMNS)
-    labels = analysis.labels.to_numpy(dtype=object) if analysis.labels is not None else None
+    labels = analysis.labels
     if labels is not None:
         header.append("label")
-    identity = analysis.identity
-    if identity is not None:
-        names = reported_identity(identity)
-        header.extend(names)
-        identity_columns = [identity[name].to_numpy(dtype=object) for name in names]
+    rows = _IdentityRows(identity) if identity is not None else None
+    if rows is not None:
+        header.extend(rows.columns)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -146,21 +157,52 @@ def csv_rows(analysis: Analysis) -> Iterator[str]:
         scores = analysis.anomaly_score[start:stop].tolist()
         confidence = analysis.confidence[start:stop].tolist()
         flagged = analysis.is_anomaly[start:stop].tolist()
-        severity = analysis.severity[start:stop]
+        severity = analysis.severity[start:stop].tolist()
+        label_block = (labels.iloc[start:stop].to_numpy(dtype=object)
+                       if labels is not None else None)
+        identity_rows = rows.take(stop - start) if rows is not None else None
         for offset in range(stop - start):
             i = start + offset
             row = [i, "true" if flagged[offset] else "false", severity[offset],
                    scores[offset], confidence[offset]]
-            if labels is not None:
-                row.append(csv_cell(labels[i]))
-            if identity is not None:
-                row.extend(csv_cell(column[i]) for column in identity_columns)
+            if label_block is not None:
+                row.append(csv_cell(label_block[offset]))
+            if identity_rows is not None:
+                row.extend(csv_cell(value) for value in identity_rows[offset])
             writer.writerow(row)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
     if len(analysis) == 0:
         yield buffer.getvalue()
+
+
+class _IdentityRows:
+    """Rows of identity columns, taken block by block from parts of any size."""
+
+    def __init__(self, parts: Iterator[pd.DataFrame]) -> None:
+        self._parts = parts
+        first = next(parts)
+        self.columns = reported_identity(first)
+        self._rows = self._as_rows(first)
+        self._at = 0
+
+    def take(self, count: int) -> list[tuple]:
+        taken: list[tuple] = []
+        while len(taken) < count:
+            if self._at == len(self._rows):
+                part = next(self._parts, None)
+                if part is None:
+                    raise RuntimeError("the input has fewer identity rows than records")
+                self._rows, self._at = self._as_rows(part), 0
+            end = min(len(self._rows), self._at + count - len(taken))
+            taken.extend(self._rows[self._at:end])
+            self._at = end
+        return taken
+
+    def _as_rows(self, part: pd.DataFrame) -> list[tuple]:
+        columns = [part[name].to_numpy(dtype=object) for name in self.columns]
+        return list(zip(*columns, strict=True))
 
 
 def csv_cell(value: Any) -> Any:

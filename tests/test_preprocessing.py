@@ -550,23 +550,30 @@ def test_zeek_logs_are_refused_when_no_zeek_reader_is_installed(monkeypatch):
     assert str(error) == "Zeek logs are not supported by this server"
 
 
-def test_zeek_logs_go_to_the_zeek_reader(monkeypatch):
-    received = []
+def test_zeek_logs_go_to_the_zeek_readers(monkeypatch):
+    whole, streamed = [], []
     parsed = read_records(make_file([make_row()] * 5))
 
     def read_zeek_records(data: bytes) -> ParsedRecords:
-        received.append(data)
+        whole.append(data)
         return ParsedRecords(parsed.features, parsed.labels, None, input_kind="zeek")
 
-    fake = types.ModuleType("utils.zeek")
-    fake.read_zeek_records = read_zeek_records
-    monkeypatch.setitem(sys.modules, "utils.zeek", fake)
+    def iter_zeek_batches(open_chunks):
+        streamed.append(b"".join(chunk for chunk, _ in open_chunks()))
+        yield ParsedRecords(parsed.features, parsed.labels, None, input_kind="zeek",
+                            numbered=True)
+
+    for name, function in (("utils.zeek", read_zeek_records),
+                           ("utils.zeek_stream", iter_zeek_batches)):
+        fake = types.ModuleType(name)
+        setattr(fake, function.__name__, function)
+        monkeypatch.setitem(sys.modules, name, fake)
     log = b'{"ts": 1.0}\n{"ts": 2.0}\n'
 
     assert read_records(gzip.compress(log)).input_kind == "zeek"
-    chunks = list(iter_record_chunks(log, chunk_rows=2))
-    assert received == [log, log]
-    assert [len(chunk) for chunk in chunks] == [2, 2, 1]
+    chunks = list(iter_record_chunks(gzip.compress(log), chunk_rows=2))
+    assert whole == [log] and streamed == [log]
+    assert [len(chunk) for chunk in chunks] == [5]  # numbered by the reader, not renumbered
 
 
 # --- the error type itself -----------------------------------------------------------------

@@ -15,6 +15,7 @@ import io
 import itertools
 import os
 import re
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ _BLOCK = 1 << 20
 _HEAD_BYTES = 1 << 16
 _MAX_LINE_BYTES = 1 << 20
 _MIN_PIECE_BYTES = 256 << 10  # about 1,700 KDD records
+_MIN_ZEEK_PIECE_ROWS = 10_000  # a piece costs a few ms of fixed overhead (see _split_lines)
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _WS = " \t\r\n\v\f"  # what pandas' number parser skips around a value
@@ -115,7 +117,8 @@ class ParsedRecords:
     ``features`` holds exactly schema.FEATURE_NAMES in order (categoricals as Python str in
     object columns, the rest float64). ``labels`` are normalised (pd.NA when unknown) or None
     when the input has no label column. The index is the 0-based data row of the whole input,
-    also for chunks from iter_record_chunks.
+    also for chunks from iter_record_chunks. ``numbered``: the index already holds those row
+    numbers, which need not be consecutive (a large Zeek log's rows come in time order).
     """
 
     features: pd.DataFrame
@@ -123,6 +126,7 @@ class ParsedRecords:
     difficulty: pd.Series | None
     identity: pd.DataFrame | None = None
     input_kind: str = "kdd"
+    numbered: bool = False
 
     @property
     def has_labels(self) -> bool:
@@ -183,12 +187,14 @@ def read_records(
 def iter_record_chunks(
     source: Source, *, chunk_rows: int = 100_000, max_decompressed_bytes: int | None = None
 ) -> Iterator[ParsedRecords]:
-    """Parse a large input in consecutive chunks of at most ``chunk_rows`` rows.
+    """Parse a large input in chunks of at most ``chunk_rows`` rows.
 
     Memory stays bounded by the chunk size (the input is streamed and decompressed as it is
     read). Validation is the same as read_records and line numbers in errors are those of
     the whole file, but an error in a later chunk is only raised once the earlier chunks have
     been yielded: a caller that must be all-or-nothing should hold back results until the end.
+    KDD chunks come in file order; a Zeek log's rows come in time order, in batches of rows
+    that need not be consecutive in the file (utils/zeek_stream.py): the index tells.
     """
     rows = 0
     for task in iter_parse_tasks(
@@ -213,18 +219,28 @@ def iter_parse_tasks(
     The source is read (and checked for layout, size and emptiness) here, in order; each
     chunk of at most ``chunk_rows`` lines is cut into ``pieces`` tasks of about equal size.
     A task may run on any thread and raises the chunk's InputFormatError, with whole-file
-    line numbers. Its rows are numbered from 0: number_rows renumbers them.
+    line numbers. Its rows are numbered from 0: number_rows renumbers them. A Zeek log is
+    parsed here, batch by batch (utils/zeek_stream.py, which may read the source three
+    times: a file object must be seekable, or it is copied to a temp file); its tasks only
+    cut the batches, whose rows are numbered already.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     limit = _resolve_limit(max_decompressed_bytes)
-    head, blocks = _peek(_content_blocks(source, limit), _HEAD_BYTES)
-    if detect_input_kind(head) != "kdd":
-        records = _read_zeek(b"".join(blocks).removeprefix(_BOM))
-        for start in range(0, len(records), chunk_rows):
-            yield functools.partial(_slice_records, records, start, start + chunk_rows)
-        return
+    start = source.tell() if _is_file(source) and source.seekable() else None
+    content = _content_blocks(source, limit)
+    head, blocks = _peek(content, _HEAD_BYTES)
     _refuse_binary_head(head)
+    if detect_input_kind(head) != "kdd":
+        if _is_file(source) and start is None:  # a pipe: keep it to read it more than once
+            with tempfile.TemporaryFile() as spool:
+                for block in blocks:
+                    spool.write(block)
+                yield from _zeek_tasks(spool, 0, limit, chunk_rows, pieces)
+            return
+        content.close()
+        yield from _zeek_tasks(source, start, limit, chunk_rows, pieces)
+        return
     reader = _KddReader()
     line = 1
     for chunk, newlines in _line_chunks(_strip_bom(blocks), chunk_rows):
@@ -237,9 +253,47 @@ def iter_parse_tasks(
     reader.finish()
 
 
+def iter_identity(
+    source: Source, *, chunk_rows: int = 100_000, max_decompressed_bytes: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """A Zeek upload's identity columns, in file order, chunk by chunk: for per-row output of
+    an upload that has been parsed already (its records carry only what the model needs)."""
+    from utils.zeek_stream import iter_zeek_identity
+
+    blocks = _content_blocks(source, _resolve_limit(max_decompressed_bytes))
+    yield from iter_zeek_identity(_line_chunks(_strip_bom(blocks), chunk_rows))
+
+
+def _zeek_tasks(source: Source, start: int | None, limit: int, chunk_rows: int,
+                pieces: int) -> Iterator[ParseTask]:
+    """A Zeek log's batches (utils/zeek_stream.py reads the source up to three times), each
+    cut into ``pieces`` tasks."""
+    try:
+        from utils.zeek_stream import iter_zeek_batches
+    except ImportError:
+        raise InputFormatError(
+            "invalid_format", "Zeek logs are not supported by this server"
+        ) from None
+
+    def open_chunks() -> Iterator[tuple[bytes, int]]:
+        if start is not None:
+            source.seek(start)
+        return _line_chunks(_strip_bom(_content_blocks(source, limit)), chunk_rows)
+
+    for records in iter_zeek_batches(open_chunks):
+        size = max(-(-len(records) // pieces), _MIN_ZEEK_PIECE_ROWS)
+        for first in range(0, len(records), size):
+            yield functools.partial(_slice_records, records, first, first + size)
+
+
+def _is_file(source: Source) -> bool:
+    return hasattr(source, "read")
+
+
 def number_rows(records: ParsedRecords, start: int) -> ParsedRecords:
-    """Number a part's rows from ``start`` (its 0-based row in the whole input), in place."""
-    if start:
+    """Number a part's rows from ``start`` (its 0-based row in the whole input), in place,
+    unless they are numbered already."""
+    if start and not records.numbered:
         index = pd.RangeIndex(start, start + len(records))
         for frame in (records.features, records.labels, records.difficulty, records.identity):
             if frame is not None:
@@ -281,7 +335,10 @@ def _too_large(limit: int, compressed: bool) -> InputFormatError:
 
 def _raw_blocks(source: Source) -> Iterator[bytes]:
     if isinstance(source, bytes | bytearray | memoryview):
-        yield bytes(source)
+        # in blocks, as from a file: _line_chunks scans each block it cuts from
+        view = memoryview(source).cast("B")
+        for start in range(0, len(view), _BLOCK):
+            yield bytes(view[start:start + _BLOCK])
     elif isinstance(source, str | os.PathLike):
         with open(source, "rb") as handle:
             yield from _read_blocks(handle)
@@ -437,6 +494,7 @@ def _slice_records(records: ParsedRecords, start: int, stop: int) -> ParsedRecor
         difficulty=part(records.difficulty),
         identity=part(records.identity),
         input_kind=records.input_kind,
+        numbered=records.numbered,
     )
 
 

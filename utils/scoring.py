@@ -113,14 +113,26 @@ def explain(model: LoadedModel, features: pd.DataFrame, top: int = 3) -> list[li
     return out
 
 
+_HISTOGRAM_BLOCK = 1 << 20
+
+
 def score_histogram(scores: np.ndarray, threshold: float, bins: int = 40) -> dict:
-    """Histogram over log-spaced bins (scores span orders of magnitude); edges in score units."""
-    logs = np.log10(np.maximum(np.asarray(scores, dtype=np.float64), 1e-6))
+    """Histogram over log-spaced bins (scores span orders of magnitude); edges in score units.
+
+    Counted a block at a time, so millions of scores need no array of their logs.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
     t = float(np.log10(max(threshold, 1e-6)))
-    lo = float(min(logs.min(initial=t), t))
-    hi = float(max(logs.max(initial=t), t))
+    lo, hi = t, t
+    if scores.size:  # log10 is monotone: the logs' extremes are the extremes' logs
+        lo = min(float(np.log10(max(scores.min(), 1e-6))), t)
+        hi = max(float(np.log10(max(scores.max(), 1e-6))), t)
     if hi - lo < 1e-9:
         hi = lo + 1.0
-    counts, edges = np.histogram(logs, bins=bins, range=(lo, hi))
+    counts = np.zeros(bins, dtype=np.int64)
+    edges = np.histogram_bin_edges(np.empty(0), bins=bins, range=(lo, hi))
+    for start in range(0, scores.size, _HISTOGRAM_BLOCK):
+        logs = np.log10(np.maximum(scores[start:start + _HISTOGRAM_BLOCK], 1e-6))
+        counts += np.histogram(logs, bins=bins, range=(lo, hi))[0]
     return {"scale": "log", "bin_edges": [float(f"{10 ** e:.6g}") for e in edges],
             "counts": [int(c) for c in counts], "threshold": float(threshold)}

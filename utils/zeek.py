@@ -1,8 +1,9 @@
 """Reads Zeek conn.log uploads (TSV or JSON lines) into KDD records the model can score.
 
-The parser hands us the raw bytes once it recognises a Zeek log. We read only the columns the
-KDD derivation needs, keep every row in file order (the API's `index` is the data row in the
-file) and report bad values by physical line, as the other readers do.
+The parser hands us the decompressed bytes once it recognises a Zeek log: whole, or as
+consecutive line-aligned chunks (utils/zeek_stream.py reads large logs that way). We read only
+the columns the KDD derivation needs, number every row by its data row in the file (the API's
+`index`) and report bad values by physical line, as the other readers do.
 """
 
 from __future__ import annotations
@@ -52,29 +53,117 @@ _DETAIL_PUNCTUATION = " \t-_:/"
 
 
 def read_zeek_records(data: bytes) -> ParsedRecords:
-    """Parse a Zeek conn.log (TSV with #fields header, or JSON lines) into KDD records.
+    """Parse a whole Zeek conn.log (TSV with #fields header, or JSON lines) into KDD records.
 
-    `data` is the decompressed upload (utils.preprocessing decompresses gzip within its size
-    limit before it calls this).
+    `data` is the decompressed upload, held in memory as one chunk. Large uploads are read in
+    chunks instead (utils/zeek_stream.py); both give the same records.
     """
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    lines = _Lines(data)
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise InputFormatError("binary_data", "contains binary data (byte 0x00)", line=line)
-    if not len(lines.data_rows):
-        raise InputFormatError("no_records", "the Zeek log holds no connection records")
-    first = lines.text(lines.data_rows[0]).lstrip()
-    table = _read_json(lines) if first.startswith("{") else _read_tsv(lines)
-    return _to_records(table, lines)
+    reader = ZeekLogReader()
+    table = reader.connections(data.removeprefix(b"\xef\xbb\xbf"), first_line=1)
+    reader.finish(0 if table is None else len(table))
+    assert table is not None  # finish() refuses a log without records
+    return zeek_records(table, derive_kdd_features(table))
+
+
+def zeek_records(table: pd.DataFrame, features: pd.DataFrame) -> ParsedRecords:
+    """ParsedRecords of connection-table rows (ZeekLogReader.connections) and their features."""
+    return ParsedRecords(
+        features=features,
+        labels=table.get(LABEL_FIELD),
+        difficulty=None,
+        identity=zeek_identity(table),
+        input_kind=INPUT_KIND,
+        numbered=True,
+    )
+
+
+def zeek_identity(table: pd.DataFrame) -> pd.DataFrame:
+    """The identity columns (IDENTITY_COLUMNS) of connection-table rows; a column the log
+    lacks (e.g. no ``service``) is unset."""
+    return pd.DataFrame({name: (table[name] if name in table
+                                else pd.Series(pd.NA, index=table.index, dtype=object))
+                         for name in IDENTITY_COLUMNS}, index=table.index)
+
+
+class ZeekLogReader:
+    """Reads one Zeek log from its consecutive line-aligned chunks (a whole log is one chunk).
+
+    What it learns carries over from chunk to chunk: the format (JSON if the first record
+    starts with "{", else TSV), the TSV header directives and the JSON field names seen. So
+    that every chunking gives the same records, a directive may not change once the first
+    record has been read, and a JSON log's columns are the fields seen anywhere in it: read
+    the whole log with ``timestamps`` first (as utils/zeek_stream.py does) before reading
+    its chunks with ``connections``, or give it the whole log as one chunk.
+    """
+
+    def __init__(self) -> None:
+        self.is_json: bool | None = None
+        self.header = _Header()
+        self.json_fields: set[str] = set()
+
+    def timestamps(self, chunk: bytes, first_line: int) -> np.ndarray:
+        """``ts`` of the chunk's records in seconds, NaN where it is not a time (a cheap pass:
+        only ``ts`` is converted; bad values are left for ``connections`` to report)."""
+        lines = self._lines(chunk, first_line)
+        if lines is None:
+            return np.empty(0)
+        if self.is_json:
+            table = _read_json(lines, self.json_fields, columns=["ts"])
+        else:
+            table = _read_tsv(lines, self.header, frozenset({"ts"}))
+        return _timestamps(table["ts"], _Problems(lines))
+
+    def connections(self, chunk: bytes, first_line: int, *,
+                    require: bool = True) -> pd.DataFrame | None:
+        """The chunk's records as a connection table, None if it holds none.
+
+        Columns: what utils.zeek_features needs (REQUIRED_COLUMNS and those of
+        OPTIONAL_COLUMNS the log has), "uid", and "label" (normalised) if the log has labels.
+        Rows in file order, indexed from 0. Bad values raise InputFormatError with their
+        physical lines (``first_line`` is the chunk's). ``require=False`` skips the check
+        for needed JSON fields (for a log already read once).
+        """
+        lines = self._lines(chunk, first_line)
+        if lines is None:
+            return None
+        if self.is_json:
+            table = _read_json(lines, self.json_fields)
+            if require:
+                _require(self.json_fields)
+        else:
+            table = _read_tsv(lines, self.header)
+        return _connection_table(table, lines)
+
+    def finish(self, rows: int) -> None:
+        """Refuse a log that held no records, or (JSON) lacks a needed field everywhere."""
+        if rows == 0:
+            raise InputFormatError("no_records", "the Zeek log holds no connection records")
+        if self.is_json:
+            _require(self.json_fields)
+
+    def _lines(self, chunk: bytes, first_line: int) -> _Lines | None:
+        lines = _Lines(chunk, first_line)
+        nul = chunk.find(b"\x00")
+        if nul >= 0:
+            line = first_line + chunk.count(b"\n", 0, nul)
+            raise InputFormatError("binary_data", "contains binary data (byte 0x00)", line=line)
+        self.header.read(lines)
+        if not len(lines.data_rows):
+            return None
+        if self.is_json is None:
+            self.is_json = lines.text(lines.data_rows[0]).lstrip().startswith("{")
+        if not self.is_json and self.header.fields is None:
+            raise _format_error("the Zeek log has no #fields header line before its first "
+                                "record", lines.line_of(0))
+        return lines
 
 
 class _Lines:
-    """Line layout of the upload (found with numpy), so errors can name physical lines."""
+    """Line layout of a chunk (found with numpy), so errors can name physical lines."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, first_line: int = 1) -> None:
         self.data = data
+        self.first_line = first_line
         raw = np.frombuffer(data, dtype=np.uint8)
         newlines = np.flatnonzero(raw == ord("\n"))
         self.starts = np.concatenate(([0], newlines + 1))
@@ -92,7 +181,8 @@ class _Lines:
         self.data_rows = np.flatnonzero(nonblank & (first_byte != ord("#")))
 
     def text(self, line: int) -> str:
-        return _decode(self.data[self.starts[line]:self.ends[line]], line + 1)
+        """The text of the chunk's line ``line`` (0-based)."""
+        return _decode(self.data[self.starts[line]:self.ends[line]], self.first_line + line)
 
     def body(self) -> bytes:
         """The data lines only, one per line, in order."""
@@ -107,8 +197,8 @@ class _Lines:
         return raw[np.repeat(is_data, line_lengths)].tobytes()
 
     def line_of(self, row: int) -> int:
-        """1-based physical line of a 0-based data row."""
-        return int(self.data_rows[row]) + 1
+        """1-based physical line in the file of the chunk's 0-based data row."""
+        return int(self.data_rows[row]) + self.first_line
 
     def field_count_problems(self, separator: bytes, expected: int) -> list[dict]:
         """Data lines whose field count is wrong (a line-by-line pass, for errors only)."""
@@ -136,39 +226,51 @@ def _format_error(message: str, line: int | None = None) -> InputFormatError:
 
 
 class _Header:
-    """The #-directives of a Zeek TSV log."""
+    """The #-directives of a Zeek TSV log, read as they come; fixed from the first record on."""
 
-    def __init__(self, lines: _Lines) -> None:
+    def __init__(self) -> None:
         self.separator = "\t"
         self.set_separator = ","
         self.empty_field = "(empty)"
         self.unset_field = "-"
         self.fields: list[str] | None = None
-        for line in lines.comments:
-            self._directive(lines.text(line), int(line) + 1)
-        if self.fields is None:
-            raise _format_error("the Zeek log has no #fields header line")
+        self._fixed = False  # a record has been read: the directives may no longer change
 
-    def _directive(self, text: str, line: int) -> None:
+    def read(self, lines: _Lines) -> None:
+        """Apply the chunk's directives (comment lines), in order."""
+        first_record = lines.data_rows[0] if len(lines.data_rows) else None
+        for line in lines.comments:
+            fixed = self._fixed or (first_record is not None and line > first_record)
+            self._directive(lines.text(line), lines.first_line + int(line), fixed)
+        if first_record is not None:
+            self._fixed = True
+
+    def _directive(self, text: str, line: int, fixed: bool) -> None:
         if text.startswith("#separator"):
-            self.separator = _unescape(text[len("#separator"):].strip())
-            if len(self.separator.encode()) != 1:
-                raise _format_error(f"unsupported #separator {self.separator!r}", line)
+            separator = _unescape(text[len("#separator"):].strip())
+            if len(separator.encode()) != 1:
+                raise _format_error(f"unsupported #separator {separator!r}", line)
+            self._set("separator", separator, "#separator", line, fixed)
             return
         key, _, value = text.partition(self.separator)
         if key == "#set_separator":
-            self.set_separator = value
+            self._set("set_separator", value, key, line, fixed)
         elif key == "#empty_field":
-            self.empty_field = value
+            self._set("empty_field", value, key, line, fixed)
         elif key == "#unset_field":
-            self.unset_field = value
+            self._set("unset_field", value, key, line, fixed)
         elif key == "#fields":
             fields = value.split(self.separator)
             if self.fields is not None and fields != self.fields:
                 raise _format_error("the log repeats #fields with different columns", line)
             if len(set(fields)) != len(fields):
                 raise _format_error("#fields names a column twice", line)
-            self.fields = fields
+            self._set("fields", fields, key, line, fixed)
+
+    def _set(self, name: str, value: object, directive: str, line: int, fixed: bool) -> None:
+        if fixed and getattr(self, name) != value:
+            raise _format_error(f"{directive} changes after the first record", line)
+        setattr(self, name, value)
 
 
 def _unescape(value: str) -> str:
@@ -180,13 +282,14 @@ def _split_combined_fields(fields: list[str]) -> dict[str, tuple[str, ...]]:
     return {field: tuple(field.split()) for field in fields if len(field.split()) > 1}
 
 
-def _read_tsv(lines: _Lines) -> pd.DataFrame:
-    header = _Header(lines)
+_WANTED = frozenset({*NEEDED_FIELDS, *OPTIONAL_FIELDS, LABEL_FIELD, *DETAIL_FIELDS})
+
+
+def _read_tsv(lines: _Lines, header: _Header, wanted: frozenset[str] = _WANTED) -> pd.DataFrame:
     fields = header.fields or []
     combined = _split_combined_fields(fields)
     available = set(fields) | {part for parts in combined.values() for part in parts}
     _require(available)
-    wanted = {*NEEDED_FIELDS, *OPTIONAL_FIELDS, LABEL_FIELD, *DETAIL_FIELDS}
     usecols = [field for field in fields
                if field in wanted or wanted & set(combined.get(field, ()))]
     last = fields[-1]
@@ -200,7 +303,7 @@ def _read_tsv(lines: _Lines) -> pd.DataFrame:
             skip_blank_lines=False, encoding="utf-8",
         )
     except UnicodeDecodeError:
-        _raise_first_undecodable(lines)
+        table = None
     except ValueError:  # pandas' ParserError among them; the line pass below explains it
         table = None
     # pandas pads short lines (last field "") and, with usecols, drops extra fields: count.
@@ -208,14 +311,14 @@ def _read_tsv(lines: _Lines) -> pd.DataFrame:
     if (table is None or len(table) != len(lines.data_rows)
             or separators != len(lines.data_rows) * (len(fields) - 1)
             or (table[last] == "").any()):
-        found = lines.field_count_problems(header.separator.encode(), len(fields))
-        if found:
-            raise InputFormatError("field_count", problems=found)
+        _raise_first_bad_tsv_line(lines, header.separator.encode(), len(fields))
         if table is None or len(table) != len(lines.data_rows):
             raise _format_error("the Zeek log could not be read as TSV")
     if last not in usecols:
         table = table.drop(columns=last)
     for field, parts in combined.items():
+        if field not in table:
+            continue
         split = table.pop(field).str.split(n=len(parts) - 1, expand=True, regex=False)
         for position, part in enumerate(parts):
             if part not in table and position in split:
@@ -224,13 +327,38 @@ def _read_tsv(lines: _Lines) -> pd.DataFrame:
     return table
 
 
-def _read_json(lines: _Lines) -> pd.DataFrame:
-    """JSON lines, parsed a chunk at a time as one JSON array (much faster than read_json)."""
+def _raise_first_bad_tsv_line(lines: _Lines, separator: bytes, expected: int) -> None:
+    """Raise for the first data line that is not UTF-8 or has the wrong field count (with up
+    to MAX_PROBLEMS field-count problems before it), line by line, so that where a chunk
+    starts cannot change which error is reported."""
+    found = []
+    for row, line in enumerate(lines.data_rows):
+        raw = lines.data[lines.starts[line]:lines.ends[line]]
+        count = raw.count(separator) + 1
+        if count != expected:
+            message = f"{count} fields, expected {expected}, as in #fields"
+            found.append(problem(lines.line_of(row), None, message))
+            if len(found) == MAX_PROBLEMS:
+                break
+        elif not found:
+            _decode(raw, lines.line_of(row))
+    if found:
+        raise InputFormatError("field_count", problems=found)
+    for line in lines.data_rows:
+        lines.text(line)  # raises the "encoding" error for the first bad line
+
+
+def _read_json(lines: _Lines, fields: set[str], columns: list[str] | None = None
+               ) -> pd.DataFrame:
+    """JSON lines, parsed a chunk at a time as one JSON array (much faster than read_json).
+
+    The wanted field names found are added to ``fields``; the table's columns are
+    ``columns`` (default: all of ``fields``, sorted), absent ones unset.
+    """
     body = lines.body()
     newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
     cuts = [0, *(newlines[_JSON_CHUNK_ROWS - 1::_JSON_CHUNK_ROWS] + 1).tolist(), len(body)]
-    wanted = {name.lower() for name in
-              (*NEEDED_FIELDS, *OPTIONAL_FIELDS, LABEL_FIELD, *DETAIL_FIELDS)}
+    wanted = {name.lower() for name in _WANTED}
     frames = []
     for start, stop in itertools.pairwise(cuts):
         chunk = body[start:stop].rstrip(b"\r\n")
@@ -238,22 +366,22 @@ def _read_json(lines: _Lines) -> pd.DataFrame:
             continue
         try:
             records = json.loads(b"[" + chunk.replace(b"\n", b",") + b"]")
-        except UnicodeDecodeError:
-            _raise_first_undecodable(lines)
-        except ValueError:  # JSONDecodeError: find and name the line
+        except ValueError:  # JSONDecodeError or UnicodeDecodeError: find and name the line
             _raise_first_json_error(lines)
         if not all(isinstance(record, dict) for record in records):
             _raise_first_json_error(lines)
-        keys = [key for key in set().union(*records) if key.lower() in wanted]
-        frames.append(pd.DataFrame.from_records(records, columns=sorted(keys)))
+        keys = {key for key in set().union(*records) if key.lower() in wanted}
+        fields |= keys
+        frames.append(pd.DataFrame.from_records(
+            records, columns=sorted(keys) if columns is None else columns))
     table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if len(table) != len(lines.data_rows):  # e.g. two objects on one line
         _raise_first_json_error(lines)
-    _require(set(table.columns))
-    return table
+    return table.reindex(columns=sorted(fields) if columns is None else columns)
 
 
 def _raise_first_json_error(lines: _Lines) -> None:
+    """Raise for the first data line that is not UTF-8 or not one JSON object."""
     for row, line in enumerate(lines.data_rows):
         try:
             record = json.loads(lines.text(line))
@@ -265,12 +393,6 @@ def _raise_first_json_error(lines: _Lines) -> None:
             message = "expected one JSON object per line"
         raise InputFormatError("invalid_json", message, line=lines.line_of(row))
     raise InputFormatError("invalid_json", "the Zeek JSON log could not be read")
-
-
-def _raise_first_undecodable(lines: _Lines) -> None:
-    for line in lines.data_rows:
-        lines.text(line)  # raises the "encoding" error for the first bad line
-    raise InputFormatError("encoding", "not valid UTF-8 text")
 
 
 def _require(available: set[str]) -> None:
@@ -335,7 +457,8 @@ def _strings(table: pd.DataFrame, column: str) -> pd.Series:
     return values.where(values.notna(), pd.NA)
 
 
-def _to_records(table: pd.DataFrame, lines: _Lines) -> ParsedRecords:
+def _connection_table(table: pd.DataFrame, lines: _Lines) -> pd.DataFrame:
+    """Typed, checked columns: see ZeekLogReader.connections."""
     table = table.reset_index(drop=True)
     problems = _Problems(lines)
     conns = pd.DataFrame(index=table.index)
@@ -353,23 +476,11 @@ def _to_records(table: pd.DataFrame, lines: _Lines) -> ParsedRecords:
     conns["conn_state"] = _strings(table, "conn_state")
     if "service" in table:
         conns["service"] = _strings(table, "service")
-
-    identity = pd.DataFrame({
-        "uid": _strings(table, "uid"),
-        "ts": conns["ts"],
-        "id.orig_h": conns["id.orig_h"],
-        "id.orig_p": conns["id.orig_p"],
-        "id.resp_h": conns["id.resp_h"],
-        "id.resp_p": conns["id.resp_p"],
-        "service": _strings(table, "service"),
-    }, columns=list(IDENTITY_COLUMNS))
-    return ParsedRecords(
-        features=derive_kdd_features(conns),
-        labels=_labels(table),
-        difficulty=None,
-        identity=identity,
-        input_kind=INPUT_KIND,
-    )
+    conns["uid"] = _strings(table, "uid")
+    labels = _labels(table)
+    if labels is not None:
+        conns[LABEL_FIELD] = labels
+    return conns
 
 
 def _labels(table: pd.DataFrame) -> pd.Series | None:
@@ -380,8 +491,14 @@ def _labels(table: pd.DataFrame) -> pd.Series | None:
     labels = _strings(table, label_column)
     details = (_strings(table, detail_column) if detail_column is not None
                else pd.Series(pd.NA, index=table.index, dtype=object))
-    codes, uniques = pd.MultiIndex.from_arrays([labels.fillna(""), details.fillna("")]).factorize()
-    mapped = np.array([normalise_zeek_label(*pair) for pair in uniques] + [pd.NA], dtype=object)
+    # each distinct (label, detail) pair is normalised once; pairs are coded by hand, which
+    # is several times faster than factorizing a MultiIndex of the two columns
+    label_codes, label_values = pd.factorize(labels.fillna("").to_numpy(dtype=object))
+    detail_codes, detail_values = pd.factorize(details.fillna("").to_numpy(dtype=object))
+    codes, pairs = pd.factorize(label_codes * len(detail_values) + detail_codes)
+    mapped = np.array([normalise_zeek_label(label_values[pair // len(detail_values)],
+                                            detail_values[pair % len(detail_values)])
+                       for pair in pairs.tolist()], dtype=object)
     return pd.Series(mapped[codes], index=table.index, dtype=object, name=LABEL_FIELD)
 
 

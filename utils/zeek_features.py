@@ -46,6 +46,17 @@ COUNT_CAP = 511
 DST_HOST_COUNT_CAP = 255
 RATE_DECIMALS = 2  # NSL-KDD rates are multiples of 0.01
 
+
+def window_lookback(host_window: int = HOST_WINDOW_CONNECTIONS) -> int:
+    """How many connections before a row, in time order, its window features can depend on.
+
+    Both windows end at the row: the 2-second one spans at most TIME_WINDOW_MAX_CONNECTIONS
+    connections, the host window ``host_window``. So a row's features are those computed over
+    any run of rows (in time order) that holds it and this many rows before it.
+    """
+    return max(TIME_WINDOW_MAX_CONNECTIONS, host_window) - 1
+
+
 _FLAG_NAMES = np.array(sorted(set(ZEEK_TO_KDD_FLAG.values())), dtype=object)
 _FLAG_CODE = {name: code for code, name in enumerate(_FLAG_NAMES)}
 _FLAG_SYN_ERROR = np.isin(_FLAG_NAMES, list(SYN_ERROR_FLAGS))

@@ -113,6 +113,20 @@ def test_http_figures_are_tabulated_when_present(results):
     assert "| 8 | 10 | 5.0 | 40,000 | 2.00 | 0.500 | 0.600 |" in text
 
 
+def test_large_zeek_upload_memory_is_tabulated_and_in_the_headlines(results):
+    results["zeek_memory"] = {
+        "rows": 7_851_160, "inflated_mb": 1000.0, "gzip_mb": 89.5, "status": 200,
+        "seconds": 120.0, "total_samples": 7_851_160, "error": None,
+        "worker_rss_before_mb": 135.0, "worker_peak_rss_mb": 735.0,
+        "worker_growth_mb": 600.0, "server": "gunicorn.conf.py, 2 workers x 4 threads"}
+    text = render_markdown(results)
+    assert ("| 89.5 MB gzip, 1,000 MB inflated | 7,851,160 | 200, 7,851,160 rows scored | 120 "
+            "| 135 | 735 | 600 |") in text
+    assert "worker peak RSS 735 MB" in text
+    results["zeek_memory"] = {"skipped": "sample not found"}
+    assert "Not measured: sample not found." in render_markdown(results)
+
+
 def test_write_outputs_writes_json_markdown_and_png_plots(results, tmp_path):
     write_outputs(results, tmp_path)
     saved = json.loads((tmp_path / "latest.json").read_text())

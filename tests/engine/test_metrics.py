@@ -46,3 +46,25 @@ def test_only_categories_present_are_reported_and_no_known_label_gives_empty_fig
                      np.array([1.0, 0.0]))
     assert empty["labeled_samples"] == 0 and empty["detection_rate_by_category"] == {}
     assert empty["auroc"] is None
+
+
+def test_auroc_is_the_area_sklearn_computes_also_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    for rounding in (None, 2):  # continuous scores, then many ties within and across classes
+        scores = rng.random(5_000)
+        if rounding is not None:
+            scores = np.round(scores, rounding)
+        attack = rng.random(5_000) < scores * 0.8  # informative but imperfect
+        labels = pd.Series(np.where(attack, "neptune", "normal"), dtype=object)
+        m = evaluate(labels, scores > 0.5, scores)
+        assert m["auroc"] == pytest.approx(roc_auc_score(attack, scores), abs=1e-12)
+
+
+def test_categorical_labels_give_the_same_figures():
+    labels = pd.Series(["normal", "neptune", None, "normal", "cc", "neptune"], dtype=object)
+    flagged = np.array([False, True, True, True, False, False])
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2, 0.9])
+    as_category = labels.astype(pd.CategoricalDtype(["smurf", "neptune", "normal", "cc"]))
+    assert evaluate(as_category, flagged, scores) == evaluate(labels, flagged, scores)

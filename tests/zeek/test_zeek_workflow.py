@@ -77,3 +77,56 @@ def test_train_model_learns_own_traffic_from_a_conn_log(tmp_path):
     assert data["normal_rows"] == 19460
     # fitted on benign rows of the 80% split only: never more rows than that
     assert data["fit_rows"] <= round(19460 * 0.8) + 1
+
+
+def test_answers_for_a_log_read_in_chunks_equal_those_for_one_chunk(client, monkeypatch):
+    """JSON and CSV, row for row, whether the API reads the log whole or in small chunks."""
+    import functools
+
+    import server.predict as predict
+    from server import analysis
+    from tests.zeek_logs import conn_rows, tsv_log
+
+    data = tsv_log(conn_rows(1_200, seed=8, rate=300, long_seconds=2))
+
+    def answers() -> tuple[dict, str]:
+        body = client.post("/api/predict?limit=100",
+                           data={"file": (io.BytesIO(data), "conn.log")}).get_json()
+        for key in ("processing_time", "duplicate", "stored", "store_reason"):
+            body["summary"].pop(key)
+        csv = client.post("/api/predict?format=csv",
+                          data={"file": (io.BytesIO(data), "conn.log")})
+        return body, csv.get_data(as_text=True)
+
+    whole = answers()
+    monkeypatch.setattr(predict, "analyse_file",
+                        functools.partial(analysis.analyse_file, chunk_rows=150))
+    monkeypatch.setattr(predict, "iter_identity",
+                        functools.partial(predict.iter_identity, chunk_rows=97))
+    chunked = answers()
+    assert chunked[0] == whole[0]
+    assert chunked[1] == whole[1]
+    assert len(whole[1].splitlines()) == 1_200 + 1
+    assert whole[0]["anomalies"] and whole[0]["metrics"]["labeled_samples"] == 1_200
+
+
+def test_a_log_too_far_out_of_time_order_is_a_413_json_error(client, monkeypatch):
+    import functools
+
+    import server.predict as predict
+    from server import analysis
+    from tests.zeek_logs import FIELDS, conn_rows, tsv_log
+    from utils import zeek_stream
+
+    monkeypatch.setattr(zeek_stream, "MAX_HELD_ROWS", 700)
+    monkeypatch.setattr(predict, "analyse_file",
+                        functools.partial(analysis.analyse_file, chunk_rows=100))
+    rows = conn_rows(1_000, seed=2, rate=100, long_share=0.0)
+    early = list(rows[0])
+    early[FIELDS.index("ts")] = f"{float(rows[0][0]) - 3600:.3f}"  # logged an hour late
+    response = client.post("/api/predict",
+                           data={"file": (io.BytesIO(tsv_log([*rows, early])), "conn.log")})
+    assert response.status_code == 413
+    body = response.get_json()
+    assert body["success"] is False and body["error_type"] == "too_large"
+    assert "out of time order" in body["error"] and "sort it by ts" in body["error"]

@@ -1,0 +1,69 @@
+"""Synthetic Zeek conn.logs for tests: rows in Zeek's write order, as TSV or JSON lines.
+
+Zeek writes a connection's record when it ends, so the rows come ordered by ``ts + duration``
+and long connections land far from the ones that started near them; times are rounded to
+milliseconds, so some rows share a ``ts``. A few resp hosts and a high rate make both window
+features span many rows: at 400 connections/s a 2-second window holds more than its
+511-connection cap, and 255 connections to one of 3 hosts span about 765 rows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
+          "duration", "orig_bytes", "resp_bytes", "conn_state", "label")
+_NUMERIC = {"ts", "id.orig_p", "id.resp_p", "duration", "orig_bytes", "resp_bytes"}
+_STATES = ("SF", "SF", "SF", "S0", "REJ", "RSTO", "RSTR", "SH", "OTH")
+
+
+def conn_rows(count: int, seed: int = 0, *, rate: float = 400.0, resp_hosts: int = 3,
+              long_share: float = 0.02, long_seconds: float = 20.0) -> list[list[str]]:
+    """``count`` rows (field values as text, in FIELDS order) in write order.
+
+    ``long_share`` of the connections last up to ``long_seconds``, so their rows come
+    thousands of rows after the ones that started with them.
+    """
+    rng = np.random.default_rng(seed)
+    ts = np.round(1_700_000_000 + np.cumsum(rng.exponential(1 / rate, count)), 3)
+    long = rng.random(count) < long_share
+    duration = np.where(long, rng.uniform(long_seconds / 4, long_seconds, count),
+                        rng.exponential(0.05, count))
+    order = np.argsort(ts + duration, kind="stable")
+    proto = rng.choice(["tcp", "tcp", "tcp", "udp", "icmp"], count)
+    resp_port = rng.choice([80, 443, 22, 53, 8080, 31337], count)
+    rows = []
+    for i in order.tolist():
+        state = str(rng.choice(_STATES))
+        unset = state in ("S0", "REJ")
+        rows.append([
+            f"{ts[i]:.3f}", f"C{seed}x{i}", f"10.1.0.{rng.integers(1, 20)}",
+            str(rng.integers(1024, 65536)), f"10.0.0.{i % resp_hosts + 1}",
+            str(8 if proto[i] == "icmp" else resp_port[i]), str(proto[i]),
+            "http" if proto[i] == "tcp" and resp_port[i] == 80 and not unset else "-",
+            "-" if unset else f"{duration[i]:.6f}",
+            "-" if unset else str(rng.integers(0, 5000)),
+            "-" if unset else str(rng.integers(0, 50000)),
+            state, "Malicious" if unset else "Benign",
+        ])
+    return rows
+
+
+def tsv_log(rows: list[list[str]], fields: tuple[str, ...] = FIELDS) -> bytes:
+    lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
+             "#unset_field\t-", "#path\tconn", "#fields\t" + "\t".join(fields),
+             "#types\t" + "\t".join("string" for _ in fields)]
+    lines += ["\t".join(row) for row in rows]
+    lines.append("#close\t2026-11-30-00-00-00")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def json_log(rows: list[list[str]], fields: tuple[str, ...] = FIELDS) -> bytes:
+    records = []
+    for row in rows:
+        record = {name: float(value) if name in _NUMERIC else value
+                  for name, value in zip(fields, row, strict=True) if value != "-"}
+        records.append(json.dumps(record))
+    return ("\n".join(records) + "\n").encode()
