@@ -46,7 +46,10 @@ def score_features(model: LoadedModel, features: pd.DataFrame) -> ScoredRecords:
 
 
 def score_records(model: LoadedModel, records: ParsedRecords) -> ScoredRecords:
-    return score_features(model, records.features)
+    if records.arrays is None:
+        return score_features(model, records.features)
+    X = model.features.transform_arrays(records.arrays)
+    return ScoredRecords(threshold=model.detector.threshold_, **model.detector.analyse(X))
 
 
 def iter_scored_chunks(
