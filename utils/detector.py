@@ -116,9 +116,21 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
         return np.where(self.anomaly_score(X) > self.threshold_, -1, 1)
 
     # --- per-record detail ------------------------------------------------------------------
-    def analyse(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """Score, per-model votes, confidence and severity in one pass over the distances."""
-        distances = self._model_distances(self._validate(X))
+    def analyse(self, X: np.ndarray, *, check_input: bool = True) -> dict[str, np.ndarray]:
+        """Score, per-model votes, confidence and severity in one pass over the distances.
+
+        ``check_input=False`` skips scikit-learn's input validation (as in its trees'
+        ``predict``): for a float matrix of the fitted width that the caller built itself,
+        such as KDDFeatureTransformer's output. It saves about 0.5 ms per call, and about
+        5 ms on the first call of a process (scikit-learn then looks for dataframe plugins).
+        """
+        if check_input:
+            X = self._validate(X)
+        else:
+            check_is_fitted(self, "estimators_")
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_ or X.dtype.kind != "f":
+                raise ValueError(f"expected a float matrix of {self.n_features_in_} columns")
+        distances = self._model_distances(X)
         scores = self._combine(distances)
         return {
             "anomaly_score": scores,

@@ -49,7 +49,8 @@ def score_records(model: LoadedModel, records: ParsedRecords) -> ScoredRecords:
     if records.arrays is None:
         return score_features(model, records.features)
     X = model.features.transform_arrays(records.arrays)
-    return ScoredRecords(threshold=model.detector.threshold_, **model.detector.analyse(X))
+    result = model.detector.analyse(X, check_input=False)  # the transformer's own matrix
+    return ScoredRecords(threshold=model.detector.threshold_, **result)
 
 
 def iter_scored_chunks(

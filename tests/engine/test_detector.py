@@ -88,6 +88,15 @@ def test_analyse_gives_votes_per_model(fitted):
     np.testing.assert_array_equal(result["is_anomaly"], fitted.predict(X) == -1)
 
 
+def test_analyse_without_input_checks_gives_the_same_and_still_refuses_a_wrong_width(fitted):
+    X = np.vstack([blobs(10, seed=4), np.full((2, 4), 40.0)]).astype(np.float32)
+    checked, unchecked = fitted.analyse(X), fitted.analyse(X, check_input=False)
+    for key, values in checked.items():
+        np.testing.assert_array_equal(unchecked[key], values)
+    with pytest.raises(ValueError, match="4 columns"):
+        fitted.analyse(X[:, :3], check_input=False)
+
+
 def test_set_threshold_moves_offset(fitted):
     det = KMeansEnsembleDetector(n_clusters=(3,), random_state=0).fit(blobs())
     det.set_threshold(2.5)
