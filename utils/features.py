@@ -60,37 +60,43 @@ class KDDFeatureTransformer(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "mean_")
         X = _check_frame(X)
-        # column-major so that each feature's arithmetic runs over contiguous memory
-        z = np.array(X.loc[:, list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64), order="F")
+        numeric = X.loc[:, list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
         codes = {name: self._lookup(name, X[name].to_numpy(dtype=object))
                  for name in CATEGORICAL_FEATURES}
-        return self._encode(z, codes)
+        return self._encode(numeric, codes)
 
     def transform_arrays(self, arrays: FeatureArrays) -> np.ndarray:
         """``transform`` of the records the reader gave as ``arrays``: the same matrix, bit for
         bit, without a text lookup per row (each distinct value is looked up once)."""
         check_is_fitted(self, "mean_")
-        z = np.array(arrays.numeric, dtype=np.float64, order="F", copy=True)
         codes = {name: self._lookup(name, arrays.values[name])[arrays.codes[name]]
                  for name in CATEGORICAL_FEATURES}
-        return self._encode(z, codes)
+        return self._encode(arrays.numeric, codes)
 
-    def _encode(self, z: np.ndarray, codes: dict[str, np.ndarray]) -> np.ndarray:
-        """The model's matrix from the numeric columns ``z`` (overwritten) and each
-        categorical's vocabulary codes (-1: unseen)."""
-        logged = z[:, self.log_mask_]
-        np.maximum(logged, 0.0, out=logged)
-        z[:, self.log_mask_] = np.log1p(logged, out=logged)
+    def _encode(self, numeric: np.ndarray, codes: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's matrix from the numeric columns (left unchanged) and each categorical's
+        vocabulary codes (-1: unseen).
+
+        Column by column, through one scratch column: no float64 copy of the whole matrix.
+        """
+        numeric = np.asfortranarray(numeric)  # contiguous columns (the reader's layout)
+        out = np.zeros((len(numeric), len(self.output_feature_names_)), dtype=np.float32)
+        column = np.empty(len(numeric), dtype=np.float64)
         # a value near the float64 limit in a column without log1p overflows to inf here; the
         # clip below makes it +clip like any other extreme value, so the warning is noise
         with np.errstate(over="ignore"):
-            z -= self.mean_
-            z /= self.scale_
-        np.clip(z, -self.clip, self.clip, out=z)
-        out = np.zeros((len(z), len(self.output_feature_names_)), dtype=np.float32)
-        out[:, : self.n_numeric_] = z
+            for j in range(self.n_numeric_):
+                if self.log_mask_[j]:
+                    np.maximum(numeric[:, j], 0.0, out=column)
+                    np.log1p(column, out=column)
+                    np.subtract(column, self.mean_[j], out=column)
+                else:
+                    np.subtract(numeric[:, j], self.mean_[j], out=column)
+                np.divide(column, self.scale_[j], out=column)
+                np.clip(column, -self.clip, self.clip, out=column)
+                out[:, j] = column
         start = self.n_numeric_
-        rows = np.arange(len(z))
+        rows = np.arange(len(numeric))
         for name in CATEGORICAL_FEATURES:
             known = codes[name] >= 0
             out[rows[known], start + codes[name][known]] = self.categorical_weight

@@ -12,6 +12,12 @@ from utils.model_store import LoadedModel
 from utils.parallel import ordered_map, scoring_threads
 from utils.preprocessing import ParsedRecords, ParseTask, iter_parse_tasks, number_rows
 
+# Rows parsed and scored at a time. Small enough that a chunk's intermediate arrays stay
+# small (a 494,021-row file: peak RSS +121 MB in 25,000-row chunks, +290 MB in 100,000-row
+# ones, and 8% less CPU time), large enough that KDDTest+ is one chunk, cut in one piece per
+# thread.
+CHUNK_ROWS = 25_000
+
 
 @dataclass
 class ScoredRecords:
@@ -57,7 +63,7 @@ def iter_scored_chunks(
     model: LoadedModel,
     source,
     *,
-    chunk_rows: int = 100_000,
+    chunk_rows: int = CHUNK_ROWS,
     max_decompressed_bytes=None,
     threads: int | None = None,
 ) -> Iterator[tuple[ParsedRecords, ScoredRecords]]:
