@@ -94,33 +94,53 @@ def explain(model: LoadedModel, features: pd.DataFrame, top: int = 3) -> list[li
         return []
     transformer = model.features
     X = transformer.transform(features)
-    diff = (X - model.detector.nearest_centroids(X)) ** 2
-    sources = transformer.output_sources_
-    names, group = np.unique(sources, return_inverse=True)
-    per_feature = np.zeros((len(X), len(names)))
-    for j in range(len(names)):
-        per_feature[:, j] = diff[:, group == j].sum(axis=1)
+    diff = (X - model.detector.nearest_centroids(X, check_input=False)) ** 2
+    names, starts, alphabetical = _source_groups(transformer.output_sources_)
+    # output columns of one input feature are adjacent: sum each run, then order the input
+    # features by name (ties in the ranking below are broken in that order)
+    per_feature = np.add.reduceat(diff, starts, axis=1)[:, alphabetical]
+    names = names[alphabetical]
     totals = np.maximum(per_feature.sum(axis=1, keepdims=True), 1e-12)
     shares = per_feature / totals
     order = np.argsort(-shares, axis=1)[:, :top]
-    unseen = transformer.unseen_categories(features)
-    columns = {name: features[name].to_numpy() for name in features.columns}  # .iat is slow
+    top_shares = np.take_along_axis(shares, order, axis=1)
+    # per-row values only of the features that are named somewhere, as Python objects
+    named = [str(names[j]) for j in np.unique(order[top_shares > 0])]
+    values = {name: _plain_values(features[name].to_numpy()) for name in named}
+    unseen = {name: mask.tolist() for name, mask in transformer.unseen_categories(features).items()
+              if name in values and mask.any()}
+    names_list = names.tolist()
     out = []
-    for i in range(len(X)):
+    for i, (picked, picked_shares) in enumerate(zip(order.tolist(), top_shares.tolist(),
+                                                    strict=True)):
         row = []
-        for j in order[i]:
-            name = str(names[j])
-            if shares[i, j] <= 0:
+        for j, share in zip(picked, picked_shares, strict=True):
+            if share <= 0:
                 break
-            value = columns[name][i]
-            entry = {"feature": name,
-                     "value": value if isinstance(value, str) else float(value),
-                     "contribution": round(float(shares[i, j]), 4)}
-            if name in unseen and bool(unseen[name][i]):
+            name = names_list[j]
+            entry = {"feature": name, "value": values[name][i], "contribution": round(share, 4)}
+            if name in unseen and unseen[name][i]:
                 entry["unseen_category"] = True
             row.append(entry)
         out.append(row)
     return out
+
+
+def _plain_values(column: np.ndarray) -> list:
+    """The column as Python values: str as they are, anything else as float."""
+    if column.dtype.kind == "f":
+        return column.tolist()
+    return [value if isinstance(value, str) else float(value) for value in column.tolist()]
+
+
+def _source_groups(sources: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The input feature of each run of adjacent output columns, where each run starts, and
+    the runs' order by feature name."""
+    starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
+    names = sources[starts]
+    if len(set(names.tolist())) != len(names):
+        raise ValueError("the output columns of an input feature must be adjacent")
+    return names, starts, np.argsort(names, kind="stable")
 
 
 def score_histogram(scores: np.ndarray, threshold: float, bins: int = 40) -> dict:
