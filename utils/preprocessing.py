@@ -1,13 +1,10 @@
 """Read KDD / NSL-KDD connection records from uploads and files.
 
 Every upload passes through here, so the reader has to be both fast and strict. The fast path
-is pyarrow's CSV reader plus a few vectorised checks; if it balks, pandas' C reader (which also
-reads numbers with blanks around them) tries; whenever that balks too, a line-by-line pass reads
+is pandas' C reader plus a few vectorised checks; whenever it balks, a line-by-line pass reads
 the same bytes and is the one that decides: it either returns the same records or raises an
-InputFormatError naming the first offending lines and columns. The fast paths only accept
-input that the line pass would accept with the same values, so the three never disagree.
-pyarrow parses without holding the GIL, so the pieces of a chunk parse in parallel on the
-scoring threads (utils/parallel.py); pandas' reader holds it for much of its work.
+InputFormatError naming the first offending lines and columns. The fast path only accepts
+input that the line pass would accept with the same values, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -26,8 +23,6 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 from utils.schema import (
     CATEGORICAL_FEATURES,
@@ -506,25 +501,6 @@ class _Layout:
         """File position of each of NUMERIC_FEATURES."""
         return tuple(self.feature_pos[FEATURE_NAMES.index(n)] for n in NUMERIC_FEATURES)
 
-    @functools.cached_property
-    def arrow_options(self) -> tuple[list[str], pa_csv.ParseOptions, pa_csv.ConvertOptions]:
-        """pyarrow settings that read no more than the line pass accepts.
-
-        No quoting, no escapes, no null markers: every field is its text, an empty number is
-        a conversion error, and the text columns arrive dictionary-encoded (a few distinct
-        values, checked once each, and codes per row).
-        """
-        names = [f"c{pos}" for pos in range(self.n_fields)]
-        text = pa.dictionary(pa.int32(), pa.string())
-        types = {name: text if pos in self.text_dtypes else pa.float64()
-                 for pos, name in enumerate(names)}
-        parse = pa_csv.ParseOptions(delimiter=self.sep, quote_char=False, escape_char=False,
-                                    newlines_in_values=False, ignore_empty_lines=True)
-        convert = pa_csv.ConvertOptions(column_types=types, null_values=[], true_values=[],
-                                        false_values=[], strings_can_be_null=False,
-                                        quoted_strings_can_be_null=False)
-        return names, parse, convert
-
     @property
     def other_sep(self) -> str:
         return "," if self.sep == "\t" else "\t"
@@ -668,9 +644,7 @@ class _KddReader:
         """The lines chunk[start:end] of a prepared chunk (its first line is ``first_line``)."""
         assert self.layout is not None
         body = chunk if (start, end) == (0, len(chunk)) else chunk[start:end]
-        records = _parse_arrow(body, self.layout)
-        if records is None:
-            records = _parse_fast(body, self.layout)
+        records = _parse_fast(body, self.layout)
         if records is None:  # only now is the piece's first line number needed
             line = first_line + chunk.count(b"\n", 0, start)
             records = _parse_slow(body, self.layout, line)
@@ -693,64 +667,10 @@ def _skip_blank_lines(chunk: bytes, line: int) -> tuple[int | None, int]:
     return start, line + chunk.count(b"\n", 0, start)
 
 
-def _plain_chunk(chunk: bytes, layout: _Layout) -> bool:
-    """False for what a fast path must leave to the line pass: NUL bytes, the other
-    separator, lone CRs, invalid UTF-8."""
-    if b"\x00" in chunk or layout.other_sep.encode() in chunk:
-        return False
-    if b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
-        return False  # a lone CR: a reader would take it for a line break, the line pass not
-    if not chunk.isascii():
-        try:
-            chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return True
-
-
-def _parse_arrow(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
-    """pyarrow's CSV reader plus vectorised checks; None whenever anything looks off.
-
-    It accepts less than the line pass (no blanks around a number, no vertical tabs...), never
-    more, and reads numbers with correct rounding, as Python's float() does.
-    """
-    if not _plain_chunk(chunk, layout):
-        return None
-    names, parse, convert = layout.arrow_options
-    read = pa_csv.ReadOptions(column_names=names, use_threads=False,
-                              block_size=min(len(chunk), 1 << 30) + 1)
-    try:
-        table = pa_csv.read_csv(pa.py_buffer(chunk), read_options=read, parse_options=parse,
-                                convert_options=convert)
-    except Exception:  # anything pyarrow refuses goes to the next reader
-        return None
-    if table.num_columns != layout.n_fields or table.num_rows == 0:
-        return None
-    if any(column.num_chunks > 1 for column in table.columns):
-        table = table.unify_dictionaries()
-    numeric = _arrow_numbers(table, layout.numeric_pos)
-    if numeric is None:
-        return None
-    texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for pos in layout.text_dtypes:
-        column = table.column(pos)
-        if column.null_count:
-            return None
-        values = _clean_uniques(column.chunk(0).dictionary.to_numpy(zero_copy_only=False),
-                                layout.names[pos])
-        if values is None:
-            return None
-        parts = [part.indices.to_numpy() for part in column.chunks]
-        texts[pos] = (parts[0] if len(parts) == 1 else np.concatenate(parts)), values
-    difficulty = None
-    if layout.difficulty_pos is not None:
-        values = _arrow_numbers(table, (layout.difficulty_pos,))
-        if values is None:
-            return None
-        values = values[:, 0]
-        if not ((values == np.floor(values)) & (values <= _MAX_DIFFICULTY)).all():
-            return None
-        difficulty = values.astype(np.int64)
+def _fast_records(numeric: np.ndarray, texts: dict[int, tuple[np.ndarray, np.ndarray]],
+                  difficulty: np.ndarray | None, layout: _Layout) -> ParsedRecords:
+    """ParsedRecords (with its arrays) from checked numbers and text columns given as
+    (codes, distinct cleaned values) by file position."""
     encoded = {name: texts[layout.feature_pos[FEATURE_NAMES.index(name)]]
                for name in CATEGORICAL_FEATURES}
     arrays = FeatureArrays(numeric=numeric,
@@ -764,28 +684,21 @@ def _parse_arrow(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
     return _assemble(numeric, categoricals, labels, difficulty, arrays)
 
 
-def _arrow_numbers(table: pa.Table, positions: tuple[int, ...]) -> np.ndarray | None:
-    """The columns at ``positions`` as one column-major float64 array; None unless every
-    value is finite and not negative."""
-    values = np.empty((table.num_rows, len(positions)), dtype=np.float64, order="F")
-    for j, pos in enumerate(positions):
-        column = table.column(pos)
-        if column.null_count:
-            return None
-        start = 0
-        for part in column.chunks:
-            values[start:start + len(part), j] = part.to_numpy()
-            start += len(part)
-    np.add(values, 0.0, out=values)  # -0.0 -> 0.0, as the line pass reads "-0"
-    if values.size and not (values.min() >= 0 and values.max() < np.inf):  # NaN fails both
-        return None
-    return values
-
-
 def _parse_fast(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
-    """pandas' C reader plus vectorised checks; None whenever anything looks off."""
-    if not _plain_chunk(chunk, layout):
+    """pandas' C reader plus vectorised checks; None whenever anything looks off.
+
+    Text columns are factorised: the checks run once per distinct value, and the records
+    carry the numbers and the codes as FeatureArrays for the feature transformer.
+    """
+    if b"\x00" in chunk or layout.other_sep.encode() in chunk:
         return None
+    if b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
+        return None  # a lone CR: pandas would take it for a line break, the line pass not
+    if not chunk.isascii():
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     try:
         frame = pd.read_csv(
             io.BytesIO(chunk), sep=layout.sep, header=None, dtype=layout.text_dtypes,
@@ -800,12 +713,15 @@ def _parse_fast(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
     numeric = _finite_non_negative(frame, list(layout.numeric_pos))
     if numeric is None:
         return None
-    texts: dict[int, np.ndarray] = {}
+    texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for pos in layout.text_dtypes:
-        cleaned = _clean_texts(frame.iloc[:, pos].to_numpy(dtype=object), layout.names[pos])
-        if cleaned is None:
+        codes, uniques = pd.factorize(frame.iloc[:, pos].to_numpy(dtype=object))
+        if (codes < 0).any():  # a missing field (pandas pads a short line with NaN)
             return None
-        texts[pos] = cleaned
+        values = _clean_uniques(uniques, layout.names[pos])
+        if values is None:
+            return None
+        texts[pos] = codes, values
     difficulty = None
     if layout.difficulty_pos is not None:
         values = _finite_non_negative(frame, [layout.difficulty_pos])
@@ -815,12 +731,7 @@ def _parse_fast(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
         if not ((values == np.floor(values)) & (values <= _MAX_DIFFICULTY)).all():
             return None
         difficulty = values.astype(np.int64)
-    categoricals = {
-        name: texts[layout.feature_pos[FEATURE_NAMES.index(name)]]
-        for name in CATEGORICAL_FEATURES
-    }
-    labels = None if layout.label_pos is None else texts[layout.label_pos]
-    return _assemble(numeric, categoricals, labels, difficulty)
+    return _fast_records(numeric, texts, difficulty, layout)
 
 
 def _finite_non_negative(frame: pd.DataFrame, positions: list[int]) -> np.ndarray | None:
@@ -833,19 +744,6 @@ def _finite_non_negative(frame: pd.DataFrame, positions: list[int]) -> np.ndarra
     if values.size and not (values.min() >= 0 and values.max() < np.inf):  # NaN fails both
         return None
     return values
-
-
-def _clean_texts(column: np.ndarray, name: str | None) -> np.ndarray | None:
-    """Stripped values (normalised labels); None if one is empty, binary or not a str."""
-    uniques = pd.unique(column)
-    cleaned = _clean_uniques(uniques, name)
-    if cleaned is None:
-        return None
-    if all(isinstance(a, str) and a == b for a, b in zip(cleaned, uniques, strict=True)):
-        return column  # the usual case: nothing to strip or normalise
-    codes, uniques = pd.factorize(column)
-    mapping = dict(zip(pd.unique(column), cleaned, strict=True))
-    return np.array([mapping[value] for value in uniques], dtype=object)[codes]
 
 
 def _clean_uniques(uniques: np.ndarray, name: str | None) -> np.ndarray | None:
