@@ -254,6 +254,7 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
         block = np.zeros((_BLOCK_ROWS, width + most_slots), dtype=np.float32)
         weights = np.zeros((width + most_slots, bias.shape[1]), dtype=np.float32)
         weights[:width] = self._dense_w
+        product = np.empty((_BLOCK_ROWS, bias.shape[1]), dtype=np.float32)  # reused: 1.3 MB
         nearest = np.empty((len(X), len(self._segment_starts)), dtype=np.float64)
         for lo, hi, runs in blocks:
             columns = width + len(runs)
@@ -265,7 +266,7 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
             for slot, (start, stop) in enumerate(runs):
                 a[start - lo:stop - lo, width + slot] = 1.0
                 weights[width + slot] = bias[pattern_of[start]]
-            product = a @ weights[:columns]
+            np.matmul(a, weights[:columns], out=product)
             nearest[lo:hi] = np.minimum.reduceat(product[: hi - lo], self._segment_starts, axis=1)
         out = np.empty_like(nearest)
         out[order] = nearest
