@@ -18,7 +18,7 @@ from utils.preprocessing import (
     number_rows,
     read_records,
 )
-from utils.schema import FEATURE_NAMES, NUMERIC_FEATURES
+from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
 # Rows parsed and scored at a time. Small enough that a chunk's intermediate arrays stay
 # small (a 494,021-row file: peak RSS +121 MB in 25,000-row chunks, +290 MB in 100,000-row
@@ -124,6 +124,13 @@ def explain(model: LoadedModel, features: pd.DataFrame, top: int = 3) -> list[li
     X = transformer.transform(features)
     diff = (X - model.detector.nearest_centroids(X, check_input=False)) ** 2
     names, starts, alphabetical = _source_groups(transformer.output_sources_)
+    # a category never seen in training encodes as an all-zero one-hot block
+    ends = [*starts[1:].tolist(), X.shape[1]]
+    unseen = {str(name): ~X[:, start:end].any(axis=1)
+              for name, start, end in zip(names, starts, ends, strict=True)
+              if name in CATEGORICAL_FEATURES}
+    if transformer.categorical_weight == 0:  # then every block is zero: look the values up
+        unseen = transformer.unseen_categories(features)
     # output columns of one input feature are adjacent: sum each run, then order the input
     # features by name (ties in the ranking below are broken in that order)
     per_feature = np.add.reduceat(diff, starts, axis=1)[:, alphabetical]
@@ -135,7 +142,7 @@ def explain(model: LoadedModel, features: pd.DataFrame, top: int = 3) -> list[li
     # per-row values only of the features that are named somewhere, as Python objects
     named = [str(names[j]) for j in np.unique(order[top_shares > 0])]
     values = {name: _plain_values(features[name].to_numpy()) for name in named}
-    unseen = {name: mask.tolist() for name, mask in transformer.unseen_categories(features).items()
+    unseen = {name: mask.tolist() for name, mask in unseen.items()
               if name in values and mask.any()}
     names_list = names.tolist()
     out = []
