@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import requests
 
 from utils.local_server import ServerProcess, ServerStartError, gunicorn_command
@@ -98,7 +99,9 @@ def post_summary(session: requests.Session, url: str, name: str,
     if response.status_code != 200:
         raise SystemExit(f"POST /api/predict answered {response.status_code}: "
                          f"{response.text[:300]}")
-    return elapsed, response.json()["summary"]
+    # orjson: the client shares the CPUs with the server, so it parses the answer (about
+    # 220 kB for 1,000 rows) as cheaply as it can
+    return elapsed, orjson.loads(response.content)["summary"]
 
 
 def percentile(values: list[float], q: float) -> float:
