@@ -73,7 +73,9 @@ def _machine_section(results: dict) -> list[str]:
         f"{m.get('cpu_model', '?')}, {num(m.get('ram_gib'), 1)} GiB RAM; {m.get('os', '?')}.",
         f"- Software: Python {versions.get('python', '?')}, scikit-learn "
         f"{versions.get('scikit-learn', '?')}, numpy {versions.get('numpy', '?')}, pandas "
-        f"{versions.get('pandas', '?')}.",
+        f"{versions.get('pandas', '?')}"
+        + (f" (with pyarrow {m['pyarrow']} installed, so pandas stores inferred strings in "
+           "Arrow)" if m.get("pyarrow") else "") + ".",
         f"- Load average (1/5/15 min): {' / '.join(f'{v:.2f}' for v in load_start)} at the "
         f"start, {' / '.join(f'{v:.2f}' for v in load_end)} at the end.",
     ]
