@@ -403,7 +403,7 @@ def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[tuple[byte
     """
     parts: list[bytes] = []
     lines = done = line_bytes = 0
-    for block in blocks:
+    for block in _at_most_a_block(blocks):
         while block:
             count = block.count(b"\n")
             if count and line_bytes + block.find(b"\n") > _MAX_LINE_BYTES:
@@ -428,6 +428,22 @@ def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[tuple[byte
             done += max_lines
     if parts:
         yield b"".join(parts), lines
+
+
+def _at_most_a_block(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """The blocks, those longer than _BLOCK cut into _BLOCK-sized ones.
+
+    _line_chunks copies what follows each cut; an input given as one bytes object (a file
+    read whole) would otherwise be copied again from every cut to its end: quadratic time
+    (500,000 rows took 37x the CPU time of 22,544) and a second copy of it in memory.
+    """
+    for block in blocks:
+        if len(block) <= _BLOCK:
+            yield block
+            continue
+        view = memoryview(block)
+        for start in range(0, len(block), _BLOCK):
+            yield bytes(view[start:start + _BLOCK])
 
 
 def _refuse_binary_head(head: bytes) -> None:
