@@ -24,6 +24,7 @@ benchmarks/baselines.py), whose fitting is not timed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import subprocess
@@ -66,6 +67,19 @@ def _rss_kib(field: str) -> int | None:
     return None
 
 
+def _cpu_wait_seconds() -> float | None:
+    """Time this process's threads spent runnable but waiting for a CPU (Linux schedstat):
+    what other jobs on the machine cost a run, next to its wall time."""
+    total = 0
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that has just ended
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return None
+    return total / 1e9
+
+
 def _reset_peak_rss() -> bool:
     """Reset VmHWM to the current RSS (Linux 4.0+); False where that is not possible."""
     try:
@@ -85,7 +99,8 @@ def bare_read_csv(payload: bytes) -> int:
 
 def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int = REPEATS) -> dict:
     """Model load time, the first scoring call, then the best of up to ``repeats`` more runs
-    on ``rows`` rows, each followed by a bare ``read_csv`` of the same bytes.
+    on ``rows`` rows, each followed by a bare ``read_csv`` of the same bytes. The peak RSS
+    is that of the scoring runs (reset before each), not of the read_csv runs.
 
     Small inputs get all ``repeats`` runs; large ones stop after MIN_REPEATS once
     REPEAT_BUDGET_SECONDS are spent, so the report stays well under 15 minutes.
@@ -101,13 +116,21 @@ def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int =
     payload = repeated_payload(data_lines(data_path), rows)
     rss_before = _rss_kib("VmRSS")
     peak_reset = _reset_peak_rss()
+    peaks: list[int] = []
+    waits: list[float | None] = []
 
     def score() -> float:
+        _reset_peak_rss()  # the peak of this run alone, not of a read_csv before it
+        waited = _cpu_wait_seconds()
         began = time.perf_counter()
         scored = sum(len(part) for _, part in iter_scored_chunks(model, payload))
+        elapsed = time.perf_counter() - began
+        after = _cpu_wait_seconds()
+        waits.append(None if waited is None or after is None else after - waited)
+        peaks.append(_rss_kib("VmHWM") or 0)
         if scored != rows:
             raise RuntimeError(f"scored {scored} rows, expected {rows}")
-        return time.perf_counter() - began
+        return elapsed
 
     cpu_started = time.process_time()
     first = score()
@@ -124,13 +147,15 @@ def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int =
         if runs[-1] > SLOW_RUN_SECONDS or (
                 len(runs) >= MIN_REPEATS and sum(runs) + sum(baseline) > REPEAT_BUDGET_SECONDS):
             break
-    peak = _rss_kib("VmHWM") if peak_reset else None
+    peak = max(peaks) if peak_reset else None
     if peak is None:  # whole-process peak instead (includes building the input)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     best = min(runs)
     return {
         "rows": rows, "payload_mb": len(payload) / 2**20, "runs_seconds": runs,
         "best_seconds": best, "samples_per_second": rows / best,
+        # threads waiting for a CPU during each run (first call first): the load's share
+        "cpu_wait_seconds": waits,
         "first_call_seconds": first, "first_call_cpu_seconds": first_cpu,
         "cpu_runs_seconds": cpu_runs, "best_cpu_seconds": min(cpu_runs),
         "read_csv_runs_seconds": baseline, "read_csv_samples_per_second": rows / min(baseline),

@@ -139,6 +139,8 @@ def test_throughput_reports_first_call_read_csv_ratio_and_the_comparison(results
                               "reference_design": 0.25}}
     text = render_markdown(results)
     assert "| 22,544 | 3.2 | 0.225 | 0.300 | 0.225 | 100,000 | 400,000 | 0.25x |" in text
+    results["throughput"]["sizes"][1]["cpu_wait_seconds"] = [0.5, 0.125]
+    assert "| 0.25x | 0.225 | 0.125 | 100 | 150 |" in render_markdown(results)
     assert "| ours, 2 threads | 0.100 | 200,000 | 0.50x |" in text
     assert "benchmarks/baselines.py) | 0.200 | 100,000 | 0.25x |" in text
     assert "first call of a fresh process 300 ms, warm 225 ms" in text
