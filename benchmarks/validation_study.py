@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from settings import script_settings
 from utils.cli import progress
-from utils.dataset import CHECKSUMS, data_dir, sha256_file
+from utils.dataset import CHECKSUMS, sha256_file
 from utils.model_store import atomic_write_bytes
 from utils.preprocessing import read_records
 from utils.schema import ATTACK_CATEGORY_ORDER
@@ -285,6 +286,7 @@ def _parse_sets(text: str) -> tuple[tuple[int, ...], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = script_settings()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--train", type=Path, default=None,
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="refit even what is cached")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    path = args.train or data_dir() / "KDDTrain+.txt"
+    path = args.train or config["DATA_DIR"] / "KDDTrain+.txt"
     if sha256_file(path) != CHECKSUMS["KDDTrain+.txt"]:
         print(f"error: {path} is not KDDTrain+: the study runs on training data only",
               file=sys.stderr)

@@ -17,7 +17,8 @@ REFUSABLE = [s for s in SETTINGS if s.parse.refuses is not None]
 SCRIPTS = ("train_model", "retrain_model", "optimize_threshold", "test_performance",
            "utils.dataset", "benchmarks.run_all", "benchmarks.bench_http",
            "benchmarks.throughput", "benchmarks.slow_clients", "benchmarks.frontend_upload",
-           "scripts.run_local", "utils.local_engines")
+           "scripts.run_local", "utils.local_engines",
+           "benchmarks.validation_study")
 BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
