@@ -1,8 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
 
-from utils.metrics import evaluate
+from utils.metrics import auroc_score, evaluate
 
 
 def test_hand_counted_confusion_matrix_and_rates():
@@ -46,3 +49,13 @@ def test_only_categories_present_are_reported_and_no_known_label_gives_empty_fig
                      np.array([1.0, 0.0]))
     assert empty["labeled_samples"] == 0 and empty["detection_rate_by_category"] == {}
     assert empty["auroc"] is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6)), min_size=2, max_size=60))
+def test_auroc_is_scikit_learns_including_ties(pairs):
+    y = np.array([label for label, _ in pairs])
+    scores = np.array([score / 3 for _, score in pairs])  # few values: many ties
+    if y.all() or not y.any():
+        return
+    assert auroc_score(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
