@@ -1,12 +1,19 @@
 """HTTP benchmark of the ML API under real gunicorn on 127.0.0.1.
 
 Starts ``gunicorn api_server:app -c gunicorn.conf.py`` on a free loopback port (uploads go to a
-temp ANOMALYZE_DATA_DIR), then measures POST /api/predict with KDDTest+ (22,544 rows):
-- latency p50/p95 over ``--requests`` sequential requests;
-- throughput (samples/s) with 1, 4 and 8 concurrent clients, each level bounded by a request
-  count and a time budget;
-- optionally (``--large-rows N``) one upload of N rows made by repeating KDDTest+ rows: its
-  time and the peak RSS of the gunicorn workers.
+temp ANOMALYZE_DATA_DIR; automatic retraining is off, so the unique uploads below do not start a
+background retrain that would share the CPU), then measures POST /api/predict:
+- the first requests of the fresh server (each worker loads nothing more, but runs its first
+  request), then latency p50/p95 over ``--requests`` sequential requests with KDDTest+;
+- throughput (samples/s) with 1, 4 and 8 concurrent clients posting KDDTest+, each level bounded
+  by a request count and a time budget;
+- small requests: ``--small-clients`` clients posting ``--small-rows``-row files, each a
+  different slice of KDDTrain+ (so each upload is new: hashed, written, fsynced and registered),
+  then the same with one file posted again and again (a duplicate after the first);
+- a KDD Cup 1999 file of ``--kdd99-rows`` rows (KDDTrain+ rows in the KDD Cup 99 layout: no
+  difficulty column, labels ending in "."), without and with a header line: time and the peak
+  RSS of the gunicorn workers during that upload (their peak is reset just before it);
+- optionally (``--large-rows N``) one upload of N rows made by repeating KDDTest+ rows.
 Prints a table and writes the figures as JSON to ``--out``.
 
     .venv/bin/python -m benchmarks.bench_http --out benchmarks/results/http.json
@@ -25,16 +32,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import requests
 
 from settings import script_settings
 from utils.local_server import ServerProcess, ServerStartError, gunicorn_command
+from utils.schema import FEATURE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -47,7 +56,8 @@ def gunicorn(workers: int, threads: int, data_dir: Path, log_path: Path,
     """A running server (``env``: more variables): yields (base URL, master Popen); SIGTERM
     on exit."""
     env = {"ANOMALYZE_DATA_DIR": str(data_dir), "WEB_CONCURRENCY": str(workers),
-           "GUNICORN_THREADS": str(threads), **(env or {})}
+           "GUNICORN_THREADS": str(threads), "ANOMALYZE_RETRAIN_THRESHOLD": "0",
+           **(env or {})}
     server = ServerProcess(gunicorn_command(), log_path=log_path, env=env, start_timeout=90)
     try:
         server.start()
@@ -98,7 +108,9 @@ def post_summary(session: requests.Session, url: str, name: str,
     if response.status_code != 200:
         raise SystemExit(f"POST /api/predict answered {response.status_code}: "
                          f"{response.text[:300]}")
-    return elapsed, response.json()["summary"]
+    # orjson: the client shares the CPUs with the server, so it parses the answer (about
+    # 220 kB for 1,000 rows) as cheaply as it can
+    return elapsed, orjson.loads(response.content)["summary"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,10 +121,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Reset VmHWM to the current RSS (Linux 4.0+), so the next peak is the next request's."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def first_requests(url: str, data: bytes, count: int) -> dict:
+    """The first ``count`` requests of a fresh server, one after the other (each worker's
+    first request pays what was not done before the fork), then the same file once more."""
+    with requests.Session() as session:
+        runs = [post_summary(session, url, "KDDTest+.txt", data) for _ in range(count)]
+    return {"seconds": [elapsed for elapsed, _ in runs],
+            "server_seconds": [summary["processing_time"] for _, summary in runs]}
+
+
 def latency(url: str, data: bytes, count: int) -> dict:
     with requests.Session() as session:
-        for _ in range(2):  # warm-up: first-request costs and the upload being stored
-            post(session, url, "KDDTest+.txt", data)
         runs = [post_summary(session, url, "KDDTest+.txt", data) for _ in range(count)]
     times = [elapsed for elapsed, _ in runs]
     server = [summary["processing_time"] for _, summary in runs]
@@ -153,6 +177,90 @@ def throughput(url: str, data: bytes, clients: int, max_requests: int, budget: f
             "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
 
 
+def small_requests(url: str, payload_for: Callable[[int], bytes], clients: int,
+                   budget: float, max_requests: int) -> dict:
+    """``clients`` clients post ``payload_for(i)`` (i = 0, 1, ...) for ``budget`` seconds."""
+    lock = threading.Lock()
+    issued = 0
+    rows = 0
+    times: list[float] = []
+    server: list[float] = []
+    deadline = time.monotonic() + budget
+
+    def client() -> None:
+        nonlocal issued, rows
+        with requests.Session() as session:
+            while True:
+                with lock:
+                    if issued >= max_requests or time.monotonic() > deadline:
+                        return
+                    number = issued
+                    issued += 1
+                elapsed, summary = post_summary(session, url, f"small-{number}.txt",
+                                                payload_for(number))
+                with lock:
+                    rows += summary["total_samples"]
+                    times.append(elapsed)
+                    server.append(summary["processing_time"])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - started
+    return {"clients": clients, "requests": len(times), "seconds": wall,
+            "samples_per_s": rows / wall, "requests_per_s": len(times) / wall,
+            "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95),
+            "p99_s": percentile(times, 0.99), "max_s": max(times),
+            "server_processing_p50_s": percentile(server, 0.5),
+            "server_processing_p99_s": percentile(server, 0.99)}
+
+
+def small_files(source: Path, rows: int) -> Callable[[int], bytes]:
+    """File number i: ``rows`` consecutive lines of ``source`` from a start that differs for
+    every i below the file's line count, so every file is a new upload."""
+    lines = [line for line in source.read_bytes().splitlines() if line.strip()]
+    span = len(lines) - rows
+    if span <= 0:
+        raise ValueError(f"{source} has fewer than {rows} lines")
+
+    def payload(number: int) -> bytes:
+        start = (number * 7919) % span  # 7919 is prime: distinct starts for a long while
+        return b"\n".join(lines[start:start + rows]) + b"\n"
+
+    return payload
+
+
+def kdd99_file(source: Path, rows: int, header: bool) -> bytes:
+    """``rows`` KDD Cup 1999 records: NSL-KDD lines (repeated as needed) without their
+    difficulty column, labels ending in "." as KDD Cup 99 writes them."""
+    lines = []
+    for line in source.read_bytes().splitlines():
+        fields = line.split(b",")
+        if len(fields) == len(FEATURE_NAMES) + 2:
+            lines.append(b",".join(fields[:-1]) + b".")
+    if not lines:
+        raise ValueError(f"{source} has no NSL-KDD records")
+    full, rest = divmod(rows, len(lines))
+    body = lines * full + lines[:rest]
+    top = [",".join([*FEATURE_NAMES, "label"]).encode()] if header else []
+    return b"\n".join(top + body) + b"\n"
+
+
+def kdd99_upload(url: str, master: int, data: bytes, name: str) -> dict:
+    """One upload of ``data``: client time, the view's time, the workers' peak RSS."""
+    pids = worker_pids(master)
+    rss = {pid: rss_mb(pid) for pid in pids}
+    for pid in pids:
+        reset_peak_rss(pid)
+    with requests.Session() as session:
+        elapsed, summary = post_summary(session, url, name, data)
+    return {"rows": summary["total_samples"], "file_mb": len(data) / (1 << 20),
+            "seconds": elapsed, "server_processing_s": summary["processing_time"],
+            "worker_rss_mb_before": max(rss.values()),
+            "worker_peak_rss_mb": max(peak_rss_mb(pid) for pid in pids)}
+
+
 def large_upload(url: str, master: int, source: Path, rows: int, tmp: Path) -> dict:
     """One upload of ``rows`` rows (KDDTest+ repeated); time and workers' peak RSS."""
     lines = source.read_bytes().splitlines(keepends=True)
@@ -184,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=config["GUNICORN_THREADS"])
     parser.add_argument("--large-rows", type=int, default=0,
                         help="also time one upload of this many rows (e.g. 500000)")
+    parser.add_argument("--train", type=Path, default=config["NSLKDD_DIR"] / "KDDTrain+.txt",
+                        help="rows for the small requests and the KDD Cup 99 file")
+    parser.add_argument("--small-rows", type=int, default=1000, help="0: no small requests")
+    parser.add_argument("--small-clients", type=int, default=4)
+    parser.add_argument("--small-budget", type=float, default=20.0, help="seconds per run")
+    parser.add_argument("--kdd99-rows", type=int, default=494_021,
+                        help="rows of the KDD Cup 99 file (0: none)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
     args = parser.parse_args(argv)
@@ -203,10 +318,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with gunicorn(args.workers, args.threads, tmp / "data", tmp / "gunicorn.log") as (
                 url, master):
+            result["first_requests"] = first_requests(url, data, 2 * args.workers)
             result["latency"] = latency(url, data, args.requests)
             if not args.skip_throughput:
                 result["throughput"] = [throughput(url, data, c, args.max_requests, args.budget)
                                         for c in levels]
+            if args.small_rows and args.train.is_file():
+                files = small_files(args.train, args.small_rows)
+                one = files(0)
+                result["small_requests"] = {
+                    "rows": args.small_rows,
+                    "distinct": small_requests(url, files, args.small_clients,
+                                               args.small_budget, 100_000),
+                    "same_file": small_requests(url, lambda _: one, args.small_clients,
+                                                args.small_budget, 100_000)}
+            if args.kdd99_rows and args.train.is_file():
+                result["kdd99"] = [
+                    {"header": header, **kdd99_upload(
+                        url, master.pid, kdd99_file(args.train, args.kdd99_rows, header),
+                        f"kddcup99{'-header' if header else ''}.csv")}
+                    for header in (False, True)]
             if args.large_rows:
                 result["large_upload"] = large_upload(url, master.pid, args.file,
                                                       args.large_rows, tmp)
@@ -237,6 +368,22 @@ def print_table(result: dict) -> None:
         for row in result["throughput"]:
             print(f"{row['clients']:>7} {row['requests']:>8} {row['seconds']:>8.1f} "
                   f"{row['samples_per_s']:>10,.0f} {row['p50_s']:>7.3f} {row['p95_s']:>7.3f}")
+    if "first_requests" in result:
+        first = result["first_requests"]["seconds"]
+        print(f"\nfirst requests of the fresh server: {', '.join(f'{t:.3f}' for t in first)} s")
+    if "small_requests" in result:
+        small = result["small_requests"]
+        for kind in ("distinct", "same_file"):
+            row = small[kind]
+            print(f"small requests ({small['rows']:,} rows, {kind}): {row['clients']} clients, "
+                  f"{row['requests']} requests, {row['samples_per_s']:,.0f} samples/s, p50 "
+                  f"{row['p50_s']:.3f} s, p99 {row['p99_s']:.3f} s (in the view: p50 "
+                  f"{row['server_processing_p50_s']:.3f} s)")
+    for big in result.get("kdd99", []):
+        print(f"KDD Cup 99 file {'with' if big['header'] else 'without'} header: "
+              f"{big['rows']:,} rows ({big['file_mb']:.0f} MB) in {big['seconds']:.2f} s (view "
+              f"{big['server_processing_s']:.2f} s); worker peak RSS "
+              f"{big['worker_peak_rss_mb']:.0f} MB (before: {big['worker_rss_mb_before']:.0f})")
     if "large_upload" in result:
         big = result["large_upload"]
         print(f"\nlarge upload: {big['rows']:,} rows ({big['file_mb']:.1f} MB) in "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_HTTP = REPO_ROOT / "benchmarks" / "bench_http.py"
-TIMEOUT = 420
+TIMEOUT = 900
 
 
 def run_http(progress: Callable[[str], None] = print, script: Path = BENCH_HTTP) -> dict:

@@ -44,6 +44,14 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _pyarrow_version() -> str | None:
+    try:
+        import pyarrow
+    except ImportError:
+        return None
+    return pyarrow.__version__
+
+
 def machine_info() -> dict:
     """nproc, CPU model, RAM, load averages, date, versions and the git commit."""
     return {
@@ -55,6 +63,9 @@ def machine_info() -> dict:
         "os": platform.platform(),
         "loadavg_start": list(os.getloadavg()),
         "versions": library_versions(),
+        # pandas stores inferred strings in Arrow when pyarrow is installed, which changes
+        # the speed of its bare read_csv, the throughput section's yardstick
+        "pyarrow": _pyarrow_version(),
         "git_commit": _git("rev-parse", "--short", "HEAD") or None,
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
     }

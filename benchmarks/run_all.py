@@ -104,7 +104,8 @@ def run(sections: list[str], notes: list[str], config: dict) -> dict:
         from benchmarks.throughput import run_throughput
 
         results["throughput"] = run_throughput(nslkdd / "KDDTest+.txt", model_dir,
-                                               progress=progress)
+                                               progress=progress,
+                                               train_path=nslkdd / "KDDTrain+.txt")
         lin = results["throughput"]["linearity"]
         if lin:
             cpu = lin["cpu_time_ratio"]

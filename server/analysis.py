@@ -18,9 +18,7 @@ import pandas as pd
 from utils.model_store import LoadedModel
 from utils.preprocessing import ParsedRecords
 from utils.schema import LABEL_COLUMN, SEVERITIES
-from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
-
-CHUNK_ROWS = 100_000
+from utils.scoring import CHUNK_ROWS, ScoredRecords, iter_scored_chunks, score_records
 
 
 @dataclass

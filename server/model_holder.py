@@ -18,6 +18,7 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from utils.model_store import MODEL_FILE, LoadedModel, ModelLoadError, load_model
+from utils.scoring import warm_up
 
 log = logging.getLogger("anomalyze.server")
 
@@ -30,6 +31,18 @@ class ModelUnavailable(RuntimeError):
     """No model has been loaded (missing or unusable model file)."""
 
 
+def load_warm_model(model_dir: Path) -> LoadedModel:
+    """load_model, then one scoring run on generated records (utils.scoring.warm_up).
+
+    Loaded in the master before the workers fork (gunicorn's preload_app), so no worker's
+    first request pays the process's one-time costs; a model that cannot score fails here,
+    at load, and is not served.
+    """
+    model = load_model(model_dir)
+    warm_up(model)
+    return model
+
+
 class ModelHolder:
     """Holds the loaded model of ``model_dir`` and swaps in a new one when the file changes."""
 
@@ -38,7 +51,7 @@ class ModelHolder:
         model_dir: Path | str,
         *,
         check_interval: float = 1.0,
-        loader: Callable[[Path], LoadedModel] = load_model,
+        loader: Callable[[Path], LoadedModel] = load_warm_model,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model_dir = Path(model_dir)

@@ -649,6 +649,24 @@ def test_fast_path_and_line_pass_agree_on_valid_input(rows, labels, sep, header,
 
     assert_same_records(fast, line_pass)
     assert len(fast) == len(rows)
+    if fast.arrays is not None:  # the fast path read it (not the line pass)
+        assert_arrays_match_features(fast)
+
+
+def assert_arrays_match_features(records: ParsedRecords) -> None:
+    arrays = records.arrays
+    np.testing.assert_array_equal(
+        arrays.numeric, records.features[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64))
+    for name in CATEGORICAL_FEATURES:
+        assert (arrays.values[name][arrays.codes[name]] == records.features[name].to_numpy()).all()
+
+
+def test_the_fast_path_gives_the_features_as_arrays_too():
+    plain = read_records(make_file([make_row(), make_row("neptune", flag="S0")]))
+    padded = make_file([make_row(src_bytes=" 215 ", service=" http"), make_row(count="\v3")])
+    for records in (plain, read_records(padded)):
+        assert_arrays_match_features(records)
+    assert_same_records(read_records(padded), read_records(padded + FORCE_LINE_PASS))
 
 
 # --- the real data set ---------------------------------------------------------------------

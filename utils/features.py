@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from utils.preprocessing import FeatureArrays
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
 
@@ -59,36 +60,75 @@ class KDDFeatureTransformer(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "mean_")
         X = _check_frame(X)
-        # column-major so that each feature's arithmetic runs over contiguous memory
-        z = np.array(X.loc[:, list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64), order="F")
-        logged = z[:, self.log_mask_]
-        np.maximum(logged, 0.0, out=logged)
-        z[:, self.log_mask_] = np.log1p(logged, out=logged)
+        numeric = X.loc[:, list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
+        codes = {name: self._lookup(name, X[name].to_numpy(dtype=object))
+                 for name in CATEGORICAL_FEATURES}
+        return self._encode(numeric, codes)
+
+    def transform_arrays(self, arrays: FeatureArrays) -> np.ndarray:
+        """``transform`` of the records the reader gave as ``arrays``: the same matrix, bit for
+        bit, without a text lookup per row (each distinct value is looked up once)."""
+        check_is_fitted(self, "mean_")
+        codes = {name: self._lookup(name, arrays.values[name])[arrays.codes[name]]
+                 for name in CATEGORICAL_FEATURES}
+        return self._encode(arrays.numeric, codes)
+
+    def _encode(self, numeric: np.ndarray, codes: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's matrix from the numeric columns (left unchanged) and each categorical's
+        vocabulary codes (-1: unseen).
+
+        Column by column, through one scratch column: no float64 copy of the whole matrix.
+        """
+        numeric = np.asfortranarray(numeric)  # contiguous columns (the reader's layout)
+        out = np.zeros((len(numeric), len(self.output_feature_names_)), dtype=np.float32)
+        column = np.empty(len(numeric), dtype=np.float64)
         # a value near the float64 limit in a column without log1p overflows to inf here; the
         # clip below makes it +clip like any other extreme value, so the warning is noise
         with np.errstate(over="ignore"):
-            z -= self.mean_
-            z /= self.scale_
-        np.clip(z, -self.clip, self.clip, out=z)
-        out = np.zeros((len(X), len(self.output_feature_names_)), dtype=np.float32)
-        out[:, : self.n_numeric_] = z
+            for j in range(self.n_numeric_):
+                if self.log_mask_[j]:
+                    np.maximum(numeric[:, j], 0.0, out=column)
+                    np.log1p(column, out=column)
+                    np.subtract(column, self.mean_[j], out=column)
+                else:
+                    np.subtract(numeric[:, j], self.mean_[j], out=column)
+                np.divide(column, self.scale_[j], out=column)
+                np.clip(column, -self.clip, self.clip, out=column)
+                out[:, j] = column
         start = self.n_numeric_
-        rows = np.arange(len(X))
+        rows = np.arange(len(numeric))
         for name in CATEGORICAL_FEATURES:
-            vocabulary = self.categories_[name]
-            codes = _codes(X[name].to_numpy(dtype=object), vocabulary)
-            known = codes >= 0
-            out[rows[known], start + codes[known]] = self.categorical_weight
-            start += len(vocabulary)
+            known = codes[name] >= 0
+            out[rows[known], start + codes[name][known]] = self.categorical_weight
+            start += len(self.categories_[name])
         return out
 
     def unseen_categories(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """Boolean mask per categorical column: values never seen in training."""
         check_is_fitted(self, "mean_")
-        return {
-            name: _codes(X[name].to_numpy(dtype=object), self.categories_[name]) < 0
-            for name in CATEGORICAL_FEATURES
-        }
+        return {name: self._lookup(name, X[name].to_numpy(dtype=object)) < 0
+                for name in CATEGORICAL_FEATURES}
+
+    def _lookup(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Index of each value in the vocabulary of ``name``, -1 where it is not in it."""
+        index = self._vocabulary_index.get(name)
+        if index is None:  # built once per process (a race only builds it twice)
+            # object dtype: an inferred string dtype would convert ``values`` on every call
+            index = pd.Index(self.categories_[name], dtype=object)
+            self._vocabulary_index[name] = index
+        return index.get_indexer(values)
+
+    @property
+    def _vocabulary_index(self) -> dict[str, pd.Index]:
+        cache = self.__dict__.get("_vocabulary_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_vocabulary_cache", {})
+        return cache
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_vocabulary_cache", None)  # derived from categories_
+        return state
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "mean_")
@@ -98,11 +138,6 @@ class KDDFeatureTransformer(TransformerMixin, BaseEstimator):
         logged = numeric.copy()
         logged[:, self.log_mask_] = np.log1p(np.maximum(logged[:, self.log_mask_], 0.0))
         return logged
-
-
-def _codes(values: np.ndarray, vocabulary: np.ndarray) -> np.ndarray:
-    """Index of each value in the vocabulary, -1 where it is not in it (hash lookup)."""
-    return pd.Index(vocabulary).get_indexer(values)
 
 
 def _check_frame(X: pd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,19 @@ def _factorize(labels: pd.Series) -> tuple[np.ndarray, list[str]]:
     return codes, [str(value) for value in uniques]
 
 
+def auroc_score(y: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the boolean labels ``y`` (both classes
+    present): the share of (positive, negative) pairs ordered right, ties counting half.
+
+    The Mann-Whitney statistic (see _auroc): the value of scikit-learn's roc_auc_score (to
+    the last bits of a float), without its input checks, which cost 1.3 ms per 1,000-row API
+    answer (against 0.1 ms) and 5.7 ms for KDDTest+ (against 1.5 ms).
+    """
+    y = np.asarray(y, dtype=bool)
+    scores = np.asarray(scores)
+    return _auroc(scores[y], scores[~y])  # boolean indexing copies: _auroc may sort them
+
+
 def evaluate(labels: pd.Series, is_anomaly: np.ndarray, scores: np.ndarray) -> dict:
     """Accuracy, precision, recall, F1 (fractions), AUROC, confusion matrix, per category.
 

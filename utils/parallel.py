@@ -15,7 +15,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
@@ -27,6 +27,20 @@ R = TypeVar("R")
 
 _blas_limited = threading.Event()
 _blas_lock = threading.Lock()
+# One pool per thread count, kept for the life of the process: starting threads for every
+# call cost the first (and every) call their start-up, and each new thread its first-touch
+# buffers in BLAS. A forked child starts without them (the threads stay in the parent).
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _forget_pools_in_child() -> None:
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def scoring_threads() -> int:
@@ -72,7 +86,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Itera
         return
     source = itertools.chain(head, source)
     pending: deque[Future[R]] = deque()
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="anomalyze-score")
+    pool = _pool(threads)
     try:
         while True:
             while failure is None and len(pending) < 2 * threads:
@@ -89,5 +103,19 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Itera
             yield pending.popleft().result()
         if failure is not None:
             raise failure
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    finally:  # nothing of this call keeps running once it is over
+        for future in pending:
+            future.cancel()
+        wait(pending)
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    pool = _pools.get(threads)
+    if pool is None:
+        with _pools_lock:
+            pool = _pools.get(threads)
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=threads,
+                                          thread_name_prefix="anomalyze-score")
+                _pools[threads] = pool
+    return pool

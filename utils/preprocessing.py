@@ -18,7 +18,7 @@ import re
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import BinaryIO
 
@@ -110,6 +110,21 @@ def _describe(entry: dict) -> str:
     return f"{', '.join(where)}: {entry['message']}" if where else entry["message"]
 
 
+@dataclass(frozen=True)
+class FeatureArrays:
+    """The features of ParsedRecords as the reader produced them, before any DataFrame.
+
+    ``numeric`` (rows x NUMERIC_FEATURES, float64, column-major) holds the same values as the
+    numeric columns of ``features``; each categorical is ``values[name][codes[name]]``. Feature
+    preparation reads these directly (KDDFeatureTransformer.transform_arrays) instead of
+    taking the DataFrame apart again and looking up every row's text.
+    """
+
+    numeric: np.ndarray
+    codes: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+
+
 @dataclass
 class ParsedRecords:
     """Records in the model's layout, whatever file format they came from.
@@ -119,6 +134,8 @@ class ParsedRecords:
     when the input has no label column. The index is the 0-based data row of the whole input,
     also for chunks from iter_record_chunks. ``numbered``: the index already holds those row
     numbers, which need not be consecutive (a large Zeek log's rows come in time order).
+    ``arrays``, when the reader filled it, is the same features as arrays; it is only valid
+    as long as ``features`` is not modified.
     """
 
     features: pd.DataFrame
@@ -127,6 +144,7 @@ class ParsedRecords:
     identity: pd.DataFrame | None = None
     input_kind: str = "kdd"
     numbered: bool = False
+    arrays: FeatureArrays | None = field(default=None, repr=False, compare=False)
 
     @property
     def has_labels(self) -> bool:
@@ -439,7 +457,7 @@ def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[tuple[byte
     """
     parts: list[bytes] = []
     lines = done = line_bytes = 0
-    for block in blocks:
+    for block in _at_most_a_block(blocks):
         while block:
             count = block.count(b"\n")
             if count and line_bytes + block.find(b"\n") > _MAX_LINE_BYTES:
@@ -464,6 +482,22 @@ def _line_chunks(blocks: Iterator[bytes], max_lines: int) -> Iterator[tuple[byte
             done += max_lines
     if parts:
         yield b"".join(parts), lines
+
+
+def _at_most_a_block(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """The blocks, those longer than _BLOCK cut into _BLOCK-sized ones.
+
+    _line_chunks copies what follows each cut; an input given as one bytes object (a file
+    read whole) would otherwise be copied again from every cut to its end: quadratic time
+    (500,000 rows took 37x the CPU time of 22,544) and a second copy of it in memory.
+    """
+    for block in blocks:
+        if len(block) <= _BLOCK:
+            yield block
+            continue
+        view = memoryview(block)
+        for start in range(0, len(block), _BLOCK):
+            yield bytes(view[start:start + _BLOCK])
 
 
 def _refuse_binary_head(head: bytes) -> None:
@@ -532,6 +566,11 @@ class _Layout:
         if self.difficulty_pos is not None:
             numeric.add(self.difficulty_pos)
         return {pos: object for pos in range(self.n_fields) if pos not in numeric}
+
+    @functools.cached_property
+    def numeric_pos(self) -> tuple[int, ...]:
+        """File position of each of NUMERIC_FEATURES."""
+        return tuple(self.feature_pos[FEATURE_NAMES.index(n)] for n in NUMERIC_FEATURES)
 
     @property
     def other_sep(self) -> str:
@@ -699,8 +738,29 @@ def _skip_blank_lines(chunk: bytes, line: int) -> tuple[int | None, int]:
     return start, line + chunk.count(b"\n", 0, start)
 
 
+def _fast_records(numeric: np.ndarray, texts: dict[int, tuple[np.ndarray, np.ndarray]],
+                  difficulty: np.ndarray | None, layout: _Layout) -> ParsedRecords:
+    """ParsedRecords (with its arrays) from checked numbers and text columns given as
+    (codes, distinct cleaned values) by file position."""
+    encoded = {name: texts[layout.feature_pos[FEATURE_NAMES.index(name)]]
+               for name in CATEGORICAL_FEATURES}
+    arrays = FeatureArrays(numeric=numeric,
+                           codes={name: pair[0] for name, pair in encoded.items()},
+                           values={name: pair[1] for name, pair in encoded.items()})
+    categoricals = {name: values[codes] for name, (codes, values) in encoded.items()}
+    labels = None
+    if layout.label_pos is not None:
+        label_codes, label_values = texts[layout.label_pos]
+        labels = label_values[label_codes]
+    return _assemble(numeric, categoricals, labels, difficulty, arrays)
+
+
 def _parse_fast(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
-    """pandas' C reader plus vectorised checks; None whenever anything looks off."""
+    """pandas' C reader plus vectorised checks; None whenever anything looks off.
+
+    Text columns are factorised: the checks run once per distinct value, and the records
+    carry the numbers and the codes as FeatureArrays for the feature transformer.
+    """
     if b"\x00" in chunk or layout.other_sep.encode() in chunk:
         return None
     if b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
@@ -721,16 +781,18 @@ def _parse_fast(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
         return None  # pandas drops the extra fields of a first line that has too many
     # A line with too few fields is padded with NaN, which the checks below refuse.
 
-    numeric_pos = [layout.feature_pos[FEATURE_NAMES.index(n)] for n in NUMERIC_FEATURES]
-    numeric = _finite_non_negative(frame, numeric_pos)
+    numeric = _finite_non_negative(frame, list(layout.numeric_pos))
     if numeric is None:
         return None
-    texts: dict[int, np.ndarray] = {}
+    texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for pos in layout.text_dtypes:
-        cleaned = _clean_texts(frame.iloc[:, pos].to_numpy(dtype=object), layout.names[pos])
-        if cleaned is None:
+        codes, uniques = pd.factorize(frame.iloc[:, pos].to_numpy(dtype=object))
+        if (codes < 0).any():  # a missing field (pandas pads a short line with NaN)
             return None
-        texts[pos] = cleaned
+        values = _clean_uniques(uniques, layout.names[pos])
+        if values is None:
+            return None
+        texts[pos] = codes, values
     difficulty = None
     if layout.difficulty_pos is not None:
         values = _finite_non_negative(frame, [layout.difficulty_pos])
@@ -740,12 +802,7 @@ def _parse_fast(chunk: bytes, layout: _Layout) -> ParsedRecords | None:
         if not ((values == np.floor(values)) & (values <= _MAX_DIFFICULTY)).all():
             return None
         difficulty = values.astype(np.int64)
-    categoricals = {
-        name: texts[layout.feature_pos[FEATURE_NAMES.index(name)]]
-        for name in CATEGORICAL_FEATURES
-    }
-    labels = None if layout.label_pos is None else texts[layout.label_pos]
-    return _assemble(numeric, categoricals, labels, difficulty)
+    return _fast_records(numeric, texts, difficulty, layout)
 
 
 def _finite_non_negative(frame: pd.DataFrame, positions: list[int]) -> np.ndarray | None:
@@ -760,25 +817,21 @@ def _finite_non_negative(frame: pd.DataFrame, positions: list[int]) -> np.ndarra
     return values
 
 
-def _clean_texts(column: np.ndarray, name: str | None) -> np.ndarray | None:
-    """Stripped values (normalised labels); None if one is empty, binary or not a str."""
-    uniques = pd.unique(column)
-    cleaned = []
-    for value in uniques:
+def _clean_uniques(uniques: np.ndarray, name: str | None) -> np.ndarray | None:
+    """The distinct values of a text column, stripped (labels normalised), as an object array;
+    None if one is empty, binary or not a str."""
+    cleaned = np.empty(len(uniques), dtype=object)
+    for i, value in enumerate(uniques):
         if not isinstance(value, str) or _BINARY_CHARS.search(value):
             return None
         if name == LABEL_COLUMN:
-            cleaned.append(_label_or_na(value))
+            cleaned[i] = _label_or_na(value)
             continue
         value = value.strip(_WS)
         if not value and name in CATEGORICAL_FEATURES:
             return None
-        cleaned.append(value)
-    if all(isinstance(a, str) and a == b for a, b in zip(cleaned, uniques, strict=True)):
-        return column  # the usual case: nothing to strip or normalise
-    codes, uniques = pd.factorize(column)
-    mapping = dict(zip(pd.unique(column), cleaned, strict=True))
-    return np.array([mapping[value] for value in uniques], dtype=object)[codes]
+        cleaned[i] = value
+    return cleaned
 
 
 def _parse_slow(
@@ -885,6 +938,7 @@ def _assemble(
     categoricals: dict[str, np.ndarray],
     labels: np.ndarray | None,
     difficulty: np.ndarray | None,
+    arrays: FeatureArrays | None = None,
 ) -> ParsedRecords:
     """Build ParsedRecords the same way for both paths, so their output cannot differ."""
     index = pd.RangeIndex(len(numeric))
@@ -900,5 +954,6 @@ def _assemble(
         difficulty=None if difficulty is None else pd.Series(
             difficulty, index=index, dtype=np.int64, name=DIFFICULTY_COLUMN
         ),
+        arrays=arrays,
     )
 

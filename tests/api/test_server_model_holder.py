@@ -11,6 +11,7 @@ from apitest_helpers import synthetic_kdd, upload
 
 from server import create_app
 from server.model_holder import ModelHolder, ModelUnavailable
+from utils.detector import KMeansEnsembleDetector
 from utils.model_store import MODEL_FILE, ModelLoadError, load_model
 
 
@@ -171,3 +172,17 @@ def test_a_request_finishes_on_the_model_it_started_with(folder, other_model_dir
     assert response.headers["X-Model-Version"] == first
     assert body["summary"]["threshold"] == first_model.detector.threshold_
     assert app.extensions["anomalyze.model"].current().version != first
+
+
+def test_the_default_loader_scores_once_and_refuses_a_model_that_cannot(folder, monkeypatch):
+    """Warmed up at load (so workers forked after it skip one-time costs); a model that
+    cannot score is refused then, not on a request."""
+    model = ModelHolder(folder).current()
+    assert model.features.__dict__.get("_vocabulary_cache")  # built by the warm-up run
+
+    def broken(self, X, **kwargs):
+        raise RuntimeError("cannot score")
+
+    monkeypatch.setattr(KMeansEnsembleDetector, "analyse", broken)
+    with pytest.raises(ModelUnavailable):
+        ModelHolder(folder).current()

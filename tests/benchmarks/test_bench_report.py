@@ -107,10 +107,43 @@ def test_http_figures_are_tabulated_when_present(results):
         "latency": {"requests": 30, "p50_s": 0.5, "p95_s": 0.7, "min_s": 0.4, "max_s": 0.9},
         "throughput": [{"clients": c, "requests": 10, "seconds": 5.0, "samples_per_s": 4e4,
                         "requests_per_s": 2.0, "p50_s": 0.5, "p95_s": 0.6} for c in (1, 4, 8)],
-        "worker_peak_rss_mb": 300.0}
+        "worker_peak_rss_mb": 300.0,
+        "first_requests": {"seconds": [0.9, 0.5], "server_seconds": [0.8, 0.4]},
+        "small_requests": {"rows": 1000, **{kind: {
+            "clients": 4, "requests": 400, "seconds": 4.0, "samples_per_s": 1e5,
+            "requests_per_s": 100.0, "p50_s": 0.04, "p95_s": 0.06, "p99_s": 0.08, "max_s": 0.1,
+            "server_processing_p50_s": 0.02, "server_processing_p99_s": 0.05}
+            for kind in ("distinct", "same_file")}},
+        "kdd99": [{"header": header, "rows": 494_021, "file_mb": 71.0, "seconds": 1.4,
+                   "server_processing_s": 1.2, "worker_rss_mb_before": 200.0,
+                   "worker_peak_rss_mb": 340.0} for header in (False, True)]}
     text = render_markdown(results)
     assert "p50 0.500 s, p95 0.700 s" in text
     assert "| 8 | 10 | 5.0 | 40,000 | 2.00 | 0.500 | 0.600 |" in text
+    assert "| distinct | 4 | 400 | 4.0 | 100,000 | 0.040 | 0.060 | 0.080 | 0.020 |" in text
+    assert "| yes | 1.40 | 1.20 | 200 | 340 |" in text
+    assert "First 2 requests of the fresh server, one after the other: 0.900, 0.500 s" in text
+
+
+def test_throughput_reports_first_call_read_csv_ratio_and_the_comparison(results):
+    for entry in results["throughput"]["sizes"]:
+        entry |= {"first_call_seconds": 0.3, "read_csv_samples_per_second": 4e5,
+                  "ratio_to_read_csv": 0.25}
+    results["throughput"]["comparison"] = {
+        "file": "KDDTest+.txt", "rows": 22_544, "rounds": 10, "threads": 2,
+        "runs_seconds": {"read_csv": [0.05], "ours_2_threads": [0.1], "ours_1_thread": [0.15],
+                         "reference_design": [0.2]},
+        "samples_per_second": {"read_csv": 4e5, "ours_2_threads": 2e5, "ours_1_thread": 1.5e5,
+                               "reference_design": 1e5},
+        "ratio_to_read_csv": {"ours_2_threads": 0.5, "ours_1_thread": 0.375,
+                              "reference_design": 0.25}}
+    text = render_markdown(results)
+    assert "| 22,544 | 3.2 | 0.225 | 0.300 | 0.225 | 100,000 | 400,000 | 0.25x |" in text
+    results["throughput"]["sizes"][1]["cpu_wait_seconds"] = [0.5, 0.125]
+    assert "| 0.25x | 0.225 | 0.125 | 100 | 150 |" in render_markdown(results)
+    assert "| ours, 2 threads | 0.100 | 200,000 | 0.50x |" in text
+    assert "benchmarks/baselines.py) | 0.200 | 100,000 | 0.25x |" in text
+    assert "first call of a fresh process 300 ms, warm 225 ms" in text
 
 
 def test_large_zeek_upload_memory_is_tabulated_and_in_the_headlines(results):

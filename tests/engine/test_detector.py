@@ -10,7 +10,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from utils.detector import (
-    _BIAS_SLOTS,
     _BLOCK_ROWS,
     SEVERITY_LEVELS,
     KMeansEnsembleDetector,
@@ -86,6 +85,15 @@ def test_analyse_gives_votes_per_model(fitted):
     assert result["votes"].shape == (12, 5)
     assert result["votes"][-2:].all()
     np.testing.assert_array_equal(result["is_anomaly"], fitted.predict(X) == -1)
+
+
+def test_analyse_without_input_checks_gives_the_same_and_still_refuses_a_wrong_width(fitted):
+    X = np.vstack([blobs(10, seed=4), np.full((2, 4), 40.0)]).astype(np.float32)
+    checked, unchecked = fitted.analyse(X), fitted.analyse(X, check_input=False)
+    for key, values in checked.items():
+        np.testing.assert_array_equal(unchecked[key], values)
+    with pytest.raises(ValueError, match="4 columns"):
+        fitted.analyse(X[:, :3], check_input=False)
 
 
 def test_set_threshold_moves_offset(fitted):
@@ -195,20 +203,37 @@ def test_distances_stay_exact_with_many_small_patterns_and_a_column_no_centroid_
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(1, 300), min_size=1, max_size=40))
-def test_pattern_blocks_cover_the_rows_in_order_within_row_and_slot_limits(run_lengths):
+def test_pattern_blocks_are_full_row_windows_cut_into_the_runs_they_cross(run_lengths):
     run_starts = np.cumsum(run_lengths)[:-1]
     n_rows = int(np.sum(run_lengths))
     starts = {0, *run_starts.tolist()}
     expected_lo = 0
     for lo, hi, runs in _pattern_blocks(run_starts, n_rows):
-        assert lo == expected_lo and 0 < hi - lo <= _BLOCK_ROWS
-        assert 1 <= len(runs) <= _BIAS_SLOTS
+        assert lo == expected_lo and hi - lo == min(_BLOCK_ROWS, n_rows - lo)
         assert runs[0][0] == lo and runs[-1][1] == hi
         for (_, b), (c, _) in itertools.pairwise(runs):
             assert b == c and c in starts  # a run boundary inside a block is a pattern change
         assert not any(a < start < b for a, b in runs for start in starts)
         expected_lo = hi
     assert expected_lo == n_rows
+
+
+def test_distances_do_not_depend_on_how_many_patterns_share_a_block():
+    """Rows of many small patterns give blocks with many slot columns; the same rows alone
+    (a block with one slot) must score to the same bit."""
+    rng = np.random.RandomState(5)
+
+    def data(n):
+        a = np.eye(9)[rng.randint(0, 9, size=n)] * 2
+        b = np.eye(11)[rng.randint(0, 11, size=n)] * 2
+        return np.hstack([rng.normal(0, 1, size=(n, 4)), a, b])
+
+    det = KMeansEnsembleDetector(n_clusters=(6, 10), n_dense_features=4, random_state=0)
+    det.fit(data(2000))
+    X = data(600)  # up to 99 patterns: blocks of many slots
+    whole = det._model_distances(X)
+    for row in range(0, 600, 37):
+        np.testing.assert_array_equal(det._model_distances(X[row:row + 1]), whole[row:row + 1])
 
 
 @pytest.fixture(scope="module")

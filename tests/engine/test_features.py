@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from utils.features import KDDFeatureTransformer
+from utils.preprocessing import read_records
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
 
@@ -77,3 +78,14 @@ def test_output_sources_group_one_hot_columns_by_input_feature():
 def test_missing_columns_are_refused_with_their_names():
     with pytest.raises(ValueError, match="missing"):
         KDDFeatureTransformer().fit(frame().drop(columns=["flag"]))
+
+
+def test_arrays_from_the_reader_transform_exactly_like_the_frame():
+    t = KDDFeatureTransformer().fit(frame())
+    rows = [",".join(["0", protocol, service, flag, "215"] + ["1"] * 37)
+            for protocol, service, flag in [("tcp", "http", "SF"), ("udp", " smtp ", "S0"),
+                                            ("icmp", "gopher", "SF"), ("tcp", "http", "XYZ")]]
+    records = read_records(("\n".join(rows) + "\n").encode())
+    assert records.arrays is not None
+    np.testing.assert_array_equal(t.transform_arrays(records.arrays),
+                                  t.transform(records.features))

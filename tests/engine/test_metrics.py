@@ -1,8 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
 
-from utils.metrics import evaluate
+from utils.metrics import auroc_score, evaluate
 
 
 def test_hand_counted_confusion_matrix_and_rates():
@@ -49,8 +52,6 @@ def test_only_categories_present_are_reported_and_no_known_label_gives_empty_fig
 
 
 def test_auroc_is_the_area_sklearn_computes_also_with_ties():
-    from sklearn.metrics import roc_auc_score
-
     rng = np.random.default_rng(7)
     for rounding in (None, 2):  # continuous scores, then many ties within and across classes
         scores = rng.random(5_000)
@@ -68,3 +69,13 @@ def test_categorical_labels_give_the_same_figures():
     scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2, 0.9])
     as_category = labels.astype(pd.CategoricalDtype(["smurf", "neptune", "normal", "cc"]))
     assert evaluate(as_category, flagged, scores) == evaluate(labels, flagged, scores)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6)), min_size=2, max_size=60))
+def test_auroc_is_scikit_learns_including_ties(pairs):
+    y = np.array([label for label, _ in pairs])
+    scores = np.array([score / 3 for _, score in pairs])  # few values: many ties
+    if y.all() or not y.any():
+        return
+    assert auroc_score(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
