@@ -218,6 +218,9 @@ def _answer_summary(response: requests.Response, answer: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """The memory measurement alone, printed as JSON."""
+    from settings import script_settings
+
+    script_settings()  # a mistyped setting stops here, as in every script
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--sample", type=Path, required=True, help="a Zeek TSV conn.log")
     parser.add_argument("--inflated-mib", type=int, default=LARGE_LOG_MIB)

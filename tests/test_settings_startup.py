@@ -18,7 +18,8 @@ SCRIPTS = ("train_model", "retrain_model", "optimize_threshold", "test_performan
            "utils.dataset", "benchmarks.run_all", "benchmarks.bench_http",
            "benchmarks.throughput", "benchmarks.slow_clients", "benchmarks.frontend_upload",
            "scripts.run_local", "utils.local_engines",
-           "benchmarks.validation_study")
+           "benchmarks.validation_study", "benchmarks.zeek_bench",
+           "benchmarks.precision")
 BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
