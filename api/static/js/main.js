@@ -3,7 +3,7 @@
 // post it again without asking the user to pick it a second time.
 
 import { ROW_ACTIONS, isAnalyst } from './analyst.js';
-import { byId, el, fmtMegabytes, fmtSize, show } from './dom.js';
+import { byId, el, fmtInt, fmtMegabytes, fmtSize, show } from './dom.js';
 import { loadModelPanel, showModelPanelMessage } from './model_panel.js';
 import {
   renderMetrics, renderScoreChart, renderSeverityChart, renderSummary, renderWarnings,
@@ -111,14 +111,19 @@ function selectFile(file) {
 
 // Clicking a host in the hosts view shows only its anomalies; clicking it again, or "Show
 // every host", shows them all.
-function selectHost(side, host) {
+function selectHost(side, host, inFile) {
   const current = table.hostFilter;
   const selection = current && current.side === side && current.host === host ? null : { side, host };
   table.setHostFilter(selection);
   markSelectedHost(selection);
   const note = byId('host-filter');
   if (selection) {
-    byId('host-filter-text').textContent = `Showing only the anomalies ${side === 'source' ? 'from' : 'to'} ${host}.`;
+    const shown = table.view.length;
+    const partial = Number.isFinite(inFile) && inFile > shown
+      ? ` The table has ${fmtInt(shown)} of its ${fmtInt(inFile)} anomalies: only the highest-scoring `
+        + 'anomalies of the file are in the table; the CSV download has them all.'
+      : '';
+    byId('host-filter-text').textContent = `Showing only the anomalies ${side === 'source' ? 'from' : 'to'} ${host}.${partial}`;
   }
   show(note, Boolean(selection));
 }

@@ -68,7 +68,7 @@ function hostsTable(table, hosts, side, onSelect) {
       type: 'button', class: 'host-button', 'data-side': side, 'data-host': entry.host,
       'aria-pressed': 'false', text: entry.host,
     });
-    button.addEventListener('click', () => onSelect(side, String(entry.host)));
+    button.addEventListener('click', () => onSelect(side, String(entry.host), Number(entry.anomalies)));
     return el('tr', {},
       el('td', {}, button),
       el('td', { class: 'numeric', text: fmtInt(entry.anomalies) }),
