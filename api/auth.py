@@ -170,6 +170,13 @@ def init_app(app: Flask) -> None:
         key_prefix="anomalyze-sign-in",
     )
 
+    @app.after_request
+    def _private_when_signed_in(response: Response) -> Response:
+        # A signed-in page holds the session's CSRF token: no cache may keep or share it.
+        if session.get(SESSION_KEY) is True:
+            response.headers["Cache-Control"] = "private, no-store"
+        return response
+
     @app.context_processor
     def _analyst() -> dict[str, Any]:
         return {"sign_in_enabled": sign_in_enabled(), "analyst": analyst_signed_in(),

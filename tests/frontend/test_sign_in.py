@@ -70,8 +70,10 @@ def test_the_right_password_signs_in_with_a_hardened_session_cookie(browser):
     assert cookie.startswith("anomalyze_session=")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     assert "Expires=" in cookie  # ends after ANOMALYZE_SESSION_HOURS, not with the browser
-    page = browser.get("/").get_data(as_text=True)
+    index = browser.get("/")
+    page = index.get_data(as_text=True)
     assert "Signed in as analyst" in page and META_TOKEN.search(page)
+    assert index.headers["Cache-Control"] == "private, no-store"  # it holds the CSRF token
 
 
 def test_the_cookie_is_secure_when_configured():
