@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import analysis, api_client, errors, pages, security
+from api import analysis, api_client, auth, errors, pages, security
 from api.config import load_config, max_content_length
 
 
@@ -31,6 +31,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     api_client.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(analysis.bp)
+    auth.init_app(app)
+    # The anonymous upload routes read no session: a cross-site request gains nothing.
+    auth.csrf.exempt(analysis.analyze)
+    auth.csrf.exempt(analysis.download_csv)
     return app
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from server.zeek_overview import ZeekOverview
 from utils.model_store import LoadedModel
 from utils.preprocessing import ParsedRecords
 from utils.schema import LABEL_COLUMN, SEVERITIES
@@ -44,6 +45,7 @@ class Analysis:
     top_index: np.ndarray
     top_features: pd.DataFrame
     top_identity: pd.DataFrame | None
+    overview: ZeekOverview | None = None  # Zeek input, when asked for: hosts and timeline
 
     def __len__(self) -> int:
         return len(self.anomaly_score)
@@ -61,14 +63,16 @@ def analyse_file(
     chunk_rows: int = CHUNK_ROWS,
     threads: int | None = None,
     max_decompressed_bytes: int | None = None,
+    overview: bool = False,
 ) -> Analysis:
     """Parse and score a file; InputFormatError if any of it is invalid (nothing partial).
 
-    ``threads`` and ``max_decompressed_bytes``: see utils.scoring.iter_scored_chunks.
+    ``threads`` and ``max_decompressed_bytes``: see utils.scoring.iter_scored_chunks;
+    ``overview``: also count a Zeek upload's anomalies per host and over time.
     """
     chunks = iter_scored_chunks(model, path, chunk_rows=chunk_rows, threads=threads,
                                 max_decompressed_bytes=max_decompressed_bytes)
-    return analyse_chunks(chunks, limit)
+    return analyse_chunks(chunks, limit, overview=overview)
 
 
 def analyse_records(model: LoadedModel, records: ParsedRecords, limit: int) -> Analysis:
@@ -79,7 +83,8 @@ _ROW_ARRAYS = ("anomaly_score", "is_anomaly", "confidence", "votes")
 
 
 def analyse_chunks(
-    chunks: Iterable[tuple[ParsedRecords, ScoredRecords]], limit: int
+    chunks: Iterable[tuple[ParsedRecords, ScoredRecords]], limit: int, *,
+    overview: bool = False,
 ) -> Analysis:
     """Gather chunks whose rows together are 0..n-1 once each, in any order (a large Zeek
     log's come in time order): every per-row array is put in input order at the end.
@@ -95,12 +100,17 @@ def analyse_chunks(
     has_labels = False
     top: list[pd.DataFrame] | None = None
     top_scores = np.empty(0)
+    hosts_and_times: ZeekOverview | None = None
     for records, scored in chunks:
         input_kind = records.input_kind
         has_labels = records.has_labels
         index = records.features.index
         row_parts.append(index if isinstance(index, pd.RangeIndex) else _compact(index))
-        severity_parts.append(pd.Categorical(scored.severity, categories=SEVERITIES).codes)
+        severity_codes = pd.Categorical(scored.severity, categories=SEVERITIES).codes
+        severity_parts.append(severity_codes)
+        if overview and records.identity is not None:
+            hosts_and_times = hosts_and_times or ZeekOverview()
+            hosts_and_times.add(records.identity, scored.is_anomaly, severity_codes)
         if records.labels is not None:
             labels.add(records.labels)
         if limit > 0:
@@ -135,6 +145,7 @@ def analyse_chunks(
         top_index=top_index,
         top_features=top[0].loc[top_index],
         top_identity=top[1].loc[top_index] if len(top) > 1 else None,
+        overview=hosts_and_times,
     )
 
 

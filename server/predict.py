@@ -64,7 +64,8 @@ def predict() -> Response:
                 analysis, alerts = alerts_from_file(model, received.path,
                                                     spool_dir=sink.incoming_dir, **reading)
             else:
-                analysis = analyse_file(model, received.path, 0 if as_csv else limit, **reading)
+                analysis = analyse_file(model, received.path, 0 if as_csv else limit,
+                                        overview=not as_csv, **reading)
         # Per-row identity is read again while the CSV streams: opened now, the file stays
         # readable after it is kept (moved) or discarded.
         identity = (identity_reader(received.path, reading["max_decompressed_bytes"])

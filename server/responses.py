@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from server.analysis import Analysis
+from server.input_warnings import input_warnings
 from utils.metrics import evaluate
 from utils.model_store import LoadedModel
 from utils.schema import SEVERITIES
@@ -48,9 +49,11 @@ def prediction(
         "model_version": model.version,
         "threshold": float(analysis.threshold),
         "input_kind": analysis.input_kind,
+        "warnings": input_warnings(model.card, analysis.input_kind),
     }
     if upload is not None:
         summary |= upload
+    overview = analysis.overview
     return {
         "success": True,
         "has_labels": analysis.has_labels,
@@ -58,6 +61,8 @@ def prediction(
         "score_histogram": score_histogram(analysis.anomaly_score, analysis.threshold),
         "anomalies": anomalies,
         "metrics": metrics(analysis),
+        "hosts": overview.hosts() if overview is not None else None,
+        "timeline": overview.timeline() if overview is not None else None,
     }
 
 
@@ -103,7 +108,8 @@ def metrics(analysis: Analysis) -> dict[str, Any] | None:
     """
     if analysis.labels is None:
         return None
-    result = evaluate(analysis.labels, analysis.is_anomaly, analysis.anomaly_score)
+    result = evaluate(analysis.labels, analysis.is_anomaly, analysis.anomaly_score,
+                      by_label=True)
     if result["labeled_samples"] == 0:
         return None
     return {
@@ -118,6 +124,11 @@ def metrics(analysis: Analysis) -> dict[str, Any] | None:
             name: {"total": entry["total"], "detected": entry["detected"],
                    "rate": percent(entry["rate"])}
             for name, entry in result["detection_rate_by_category"].items()
+        },
+        "detection_rate_by_label": {
+            name: {"category": entry["category"], "total": entry["total"],
+                   "detected": entry["detected"], "rate": percent(entry["rate"])}
+            for name, entry in result["detection_rate_by_label"].items()
         },
     }
 

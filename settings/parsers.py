@@ -135,6 +135,17 @@ def _token(text: str) -> str:
     return text
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(text: str) -> bool:
+    word = text.lower()
+    if word not in _TRUE | _FALSE:
+        raise ValueError("not a yes or no")
+    return word in _TRUE
+
+
 path = Parser("a path", _path, None)
 free_text = Parser("any text", str, None)
 port = Parser("a TCP port (1-65535)", _port, "70000")
@@ -144,5 +155,6 @@ origins = Parser("comma-separated origins (https://host[:port]) or *", _origins,
 log_level = Parser(", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1], _log_level, "chatty")
 k_list = Parser("comma-separated k values (whole numbers, at least 1)", _k_values, "4,x")
 rate_limit = Parser('a rate such as "10 per minute" or "5/30 seconds"', _rate_limit, "lots")
+boolean = Parser("true or false (also 1/0, yes/no, on/off)", _boolean, "maybe")
 token = Parser(f"at least {MIN_TOKEN_LENGTH} printable ASCII characters, no spaces", _token,
                "short", secret=True)

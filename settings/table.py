@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from settings.parsers import (
+    boolean,
     free_text,
     http_url,
     k_list,
@@ -133,6 +134,20 @@ SETTINGS: tuple[Setting, ...] = (
             "longest pause between wake-up checks, in seconds"),
     Setting("ANOMALYZE_TABLE_LIMIT", 5000, whole_number(at_least=1), FRONTEND,
             "anomalies fetched for the results table; the CSV always has every record"),
+    Setting("ANOMALYZE_ANALYST_PASSWORD", None, token, FRONTEND,
+            "password (or token) an analyst signs in to the web page with; without signing in "
+            "the page works as before", shown="unset: no sign-in"),
+    Setting("ANOMALYZE_SESSION_SECRET", None, token, FRONTEND,
+            "key that signs the page's session cookie and its CSRF tokens; the same for every "
+            "worker and instance", shown="derived from `ANOMALYZE_ANALYST_PASSWORD` (a new "
+            "password signs everyone out)"),
+    Setting("ANOMALYZE_SESSION_COOKIE_SECURE", False, boolean, FRONTEND,
+            "send the session cookie over HTTPS only: set it where the page is served over "
+            "HTTPS"),
+    Setting("ANOMALYZE_SESSION_HOURS", 8.0, number(above=0), FRONTEND,
+            "hours an analyst stays signed in"),
+    Setting("ANOMALYZE_SIGN_IN_LIMIT", "5 per minute", rate_limit, FRONTEND,
+            "failed sign-ins allowed per client address and worker process; past it 429"),
     Setting("PORT", 8000, port, ("frontend", "gunicorn_frontend"),
             "port of the self-hosted frontend (`0.0.0.0:$PORT` under gunicorn, 127.0.0.1 in "
             "development)"),

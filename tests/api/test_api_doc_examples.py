@@ -30,6 +30,7 @@ import pytest
 
 from server import create_app
 from tests.conftest import poll
+from tests.zeek_logs import conn_rows, tsv_log
 from utils.schema import FEATURE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +135,15 @@ def predict_labelled_file(request) -> tuple[int, Any]:
     return response.status_code, response.get_json()
 
 
+def predict_zeek_log(request) -> tuple[int, Any]:
+    """A labelled Zeek conn.log (generated) scored by the committed KDD model."""
+    body = tsv_log(conn_rows(3000, seed=5, rate=2.0))
+    response = request.getfixturevalue("client").post(
+        "/api/predict", data={"file": (io.BytesIO(body), "conn.log")},
+        content_type="multipart/form-data")
+    return response.status_code, response.get_json()
+
+
 def predict_bad_value(request) -> tuple[int, Any]:
     lines = [kdd_line()] * 16 + [kdd_line(src_bytes="abc")]
     body = ("\n".join(lines) + "\n").encode()
@@ -211,6 +221,7 @@ RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
     "GET /health": health,
     "GET /api/model-info": model_info,
     "POST /api/predict": predict_labelled_file,
+    "POST /api/predict zeek": predict_zeek_log,
     "POST /api/predict 400": predict_bad_value,
     **{case: learning_answer(case) for case in LEARNING_CASES},
 }

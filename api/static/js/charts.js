@@ -25,7 +25,7 @@ export function horizontalBarChart({ items, max, title }) {
   const width = 600;
   const barSpace = width - labelWidth - valueWidth;
   const height = items.length * rowHeight + 8;
-  const description = items.map((item) => `${item.label}: ${item.valueText}`).join('; ');
+  const description = items.map((item) => `${item.fullLabel || item.label}: ${item.valueText}`).join('; ');
   const root = chartRoot(width, height, title, description);
   items.forEach((item, i) => {
     const y = i * rowHeight + 4;
@@ -142,4 +142,65 @@ export function histogramLegend() {
     el('span', { class: 'swatch bar-normal', 'aria-hidden': 'true' }), ' below the threshold (normal)  ',
     el('span', { class: 'swatch bar-anomalous', 'aria-hidden': 'true' }), ' above the threshold (anomaly)  ',
     el('span', { class: 'swatch threshold-swatch', 'aria-hidden': 'true' }), ' threshold');
+}
+
+// Anomalies per time bin, stacked by severity (Low at the bottom), over the file's time range.
+// `bins`: [{start, counts: {severity: n}}]; `timeText(seconds)` labels a bin's start.
+export function timelineChart({ bins, severities, binText, timeText, title }) {
+  const width = 1100;
+  const height = 280;
+  const margin = { left: 64, right: 24, top: 16, bottom: 40 };
+  const plotWidth = width - margin.left - margin.right;
+  const plotHeight = height - margin.top - margin.bottom;
+  const totals = bins.map((bin) => severities.reduce((sum, s) => sum + (bin.counts[s] || 0), 0));
+  const maxTotal = Math.max(1, ...totals);
+  const all = totals.reduce((a, b) => a + b, 0);
+  const peak = totals.indexOf(Math.max(...totals));
+  const description = `${fmtInt(all)} anomalies in ${fmtInt(bins.length)} bins of ${binText} from `
+    + `${timeText(bins[0].start)} to ${timeText(bins[bins.length - 1].start)}`
+    + (all > 0 ? `; the busiest bin starts at ${timeText(bins[peak].start)} with ${fmtInt(totals[peak])}.` : '.');
+  const root = chartRoot(width, height, title, description);
+  const bottom = margin.top + plotHeight;
+  const step = plotWidth / bins.length;
+  bins.forEach((bin, i) => {
+    let y = bottom;
+    for (const severity of severities) {
+      const count = bin.counts[severity] || 0;
+      if (count === 0) continue;
+      const h = Math.max(1, (count / maxTotal) * plotHeight);
+      y -= h;
+      root.append(svg('rect', {
+        x: (margin.left + i * step).toFixed(2), y: y.toFixed(2),
+        width: Math.max(0.6, step - (step > 3 ? 1 : 0)).toFixed(2), height: h.toFixed(2),
+        class: `bar sev-${severity}`,
+      }, svg('title', { text: `${timeText(bin.start)}: ${fmtInt(count)} ${severity}` })));
+    }
+  });
+  root.append(
+    svg('line', { x1: margin.left, y1: bottom, x2: margin.left + plotWidth, y2: bottom, class: 'axis' }),
+    svg('line', { x1: margin.left, y1: margin.top, x2: margin.left, y2: bottom, class: 'axis' }),
+    svg('text', { x: margin.left - 8, y: margin.top + 4, 'text-anchor': 'end', class: 'tick-label', text: fmtInt(maxTotal) }),
+    svg('text', { x: margin.left - 8, y: bottom, 'text-anchor': 'end', class: 'tick-label', text: '0' }),
+    svg('text', {
+      x: 14, y: margin.top + plotHeight / 2, 'text-anchor': 'middle', class: 'axis-title',
+      transform: `rotate(-90 14 ${margin.top + plotHeight / 2})`, text: `anomalies per ${binText}`,
+    }),
+  );
+  const ticks = Math.min(4, bins.length - 1);
+  for (let t = 0; t <= ticks; t += 1) {
+    const i = ticks === 0 ? 0 : Math.round((t * (bins.length - 1)) / ticks);
+    const x = margin.left + i * step;
+    const anchor = t === 0 ? 'start' : (t === ticks && ticks > 0 ? 'end' : 'middle');
+    root.append(
+      svg('line', { x1: x, y1: bottom, x2: x, y2: bottom + 5, class: 'axis' }),
+      svg('text', { x, y: bottom + 18, 'text-anchor': anchor, class: 'tick-label', text: timeText(bins[i].start) }),
+    );
+  }
+  return root;
+}
+
+// The severity colour key, in words as well as colour.
+export function severityLegend(severities) {
+  return el('p', { class: 'legend' }, severities.map((severity) => [
+    el('span', { class: `swatch swatch-${severity}`, 'aria-hidden': 'true' }), ` ${severity}  `]));
 }

@@ -2,11 +2,15 @@
 // with progress, then render the dashboard. The chosen File is kept so the CSV download can
 // post it again without asking the user to pick it a second time.
 
-import { byId, el, fmtMegabytes, fmtSize, show } from './dom.js';
+import { ROW_ACTIONS, isAnalyst } from './analyst.js';
+import { byId, el, fmtInt, fmtMegabytes, fmtSize, show } from './dom.js';
 import { loadModelPanel, showModelPanelMessage } from './model_panel.js';
-import { renderMetrics, renderScoreChart, renderSeverityChart, renderSummary } from './results.js';
+import {
+  renderMetrics, renderScoreChart, renderSeverityChart, renderSummary, renderWarnings,
+} from './results.js';
 import { downloadCsv, ensureAwake, messageFor, uploadFile } from './service.js';
 import { AnomalyTable } from './table.js';
+import { markSelectedHost, renderHostsView, renderTimeline } from './zeek_views.js';
 
 const WAKING_MESSAGE = 'Waking up the analysis service… A sleeping server can take up to a minute to start.';
 
@@ -105,14 +109,39 @@ function selectFile(file) {
   analyzeButton.disabled = Boolean(problem);
 }
 
+// Clicking a host in the hosts view shows only its anomalies; clicking it again, or "Show
+// every host", shows them all.
+function selectHost(side, host, inFile) {
+  const current = table.hostFilter;
+  const selection = current && current.side === side && current.host === host ? null : { side, host };
+  table.setHostFilter(selection);
+  markSelectedHost(selection);
+  const note = byId('host-filter');
+  if (selection) {
+    const shown = table.view.length;
+    const partial = Number.isFinite(inFile) && inFile > shown
+      ? ` The table has ${fmtInt(shown)} of its ${fmtInt(inFile)} anomalies: only the highest-scoring `
+        + 'anomalies of the file are in the table; the CSV download has them all.'
+      : '';
+    byId('host-filter-text').textContent = `Showing only the anomalies ${side === 'source' ? 'from' : 'to'} ${host}.${partial}`;
+  }
+  show(note, Boolean(selection));
+}
+
 function renderResults(result, fileName) {
   state.result = result;
+  renderWarnings(result.summary);
   renderSummary(result, fileName);
   renderSeverityChart(result.summary);
   renderScoreChart(result.score_histogram, byId('score-log').checked);
   renderMetrics(result);
   const zeek = result.summary && result.summary.input_kind === 'zeek';
-  table.setData(result.anomalies, { hasLabels: Boolean(result.has_labels), zeek });
+  table.setData(result.anomalies, {
+    hasLabels: Boolean(result.has_labels), zeek, rowActions: isAnalyst() ? ROW_ACTIONS : [],
+  });
+  show(byId('host-filter'), false);
+  renderTimeline(zeek ? result.timeline : null);
+  renderHostsView(zeek ? result.hosts : null, selectHost);
   show(byId('results'), true);
 }
 
@@ -211,6 +240,10 @@ byId('upload-form').addEventListener('submit', (event) => {
   analyze();
 });
 byId('download-button').addEventListener('click', download);
+byId('clear-host-filter').addEventListener('click', () => {
+  const current = table.hostFilter;
+  if (current) selectHost(current.side, current.host);
+});
 byId('score-log').addEventListener('change', (event) => {
   if (state.result) renderScoreChart(state.result.score_histogram, event.target.checked);
 });

@@ -1,4 +1,5 @@
-// The results dashboard: summary cards, notices, charts and (with labels) the quality metrics.
+// The results dashboard: warnings, summary cards, notices, charts and (with labels) the
+// quality metrics.
 
 import { horizontalBarChart, histogramLegend, scoreHistogram } from './charts.js';
 import {
@@ -17,6 +18,17 @@ function card(metric, label, value, text, hint) {
 export function detectionRate(summary) {
   const total = Number(summary.total_samples);
   return total > 0 ? (Number(summary.anomalies_detected) / total) * 100 : 0;
+}
+
+// What the numbers alone would hide (the API's summary.warnings), above the results: the
+// message, and the command that fixes it.
+export function renderWarnings(summary) {
+  const box = byId('warnings');
+  const warnings = Array.isArray(summary && summary.warnings) ? summary.warnings : [];
+  box.replaceChildren(...warnings.map((warning) => el('div', { class: 'warning', 'data-code': fmtCell(warning.code) },
+    el('p', {}, el('strong', { text: 'Warning: ' }), fmtCell(warning.message)),
+    warning.command ? el('p', { class: 'warning-command' }, 'Command: ', el('code', { text: String(warning.command) })) : null)));
+  show(box, warnings.length > 0);
 }
 
 export function renderSummary(result, fileName) {
@@ -111,21 +123,46 @@ export function renderMetrics(result) {
   ].filter(Boolean));
   byId('confusion-matrix').replaceChildren(...confusionMatrix(metrics.confusion_matrix || {}));
 
-  const byCategory = metrics.detection_rate_by_category || {};
-  const names = [...CATEGORY_ORDER.filter((c) => c in byCategory),
-    ...Object.keys(byCategory).filter((c) => !CATEGORY_ORDER.includes(c))];
+  const rates = detectionRates(metrics);
   const target = byId('category-chart');
-  if (names.length === 0) {
+  byId('category-heading').textContent = rates.byLabel
+    ? 'Detection rate per attack category or label' : 'Detection rate per attack category';
+  if (rates.items.length === 0) {
     target.replaceChildren(el('p', { text: 'The file holds no attack records.' }));
     return;
   }
-  const items = names.map((name) => {
-    const entry = byCategory[name] || {};
-    const rate = Number(entry.rate || 0);
-    return {
-      label: name, value: rate, className: 'bar-category',
-      valueText: `${fmtPercent(rate, 1)} (${fmtInt(entry.detected)} of ${fmtInt(entry.total)})`,
-    };
-  });
-  target.replaceChildren(horizontalBarChart({ items, max: 100, title: 'Detection rate per attack category' }));
+  target.replaceChildren(horizontalBarChart({ items: rates.items, max: 100, title: byId('category-heading').textContent }));
+}
+
+const MAX_LABEL_CHARS = 16;
+
+function rateItem(name, entry) {
+  const rate = Number(entry.rate || 0);
+  const label = name.length > MAX_LABEL_CHARS ? `${name.slice(0, MAX_LABEL_CHARS - 1)}…` : name;
+  return {
+    label, fullLabel: name, value: rate, className: 'bar-category',
+    valueText: `${fmtPercent(rate, 1)} (${fmtInt(entry.detected)} of ${fmtInt(entry.total)})`,
+  };
+}
+
+// Known categories as they are; attack labels outside the KDD taxonomy (all "Unknown" to the
+// model, e.g. Stratosphere's "malicious") by the file's own label names instead.
+export function detectionRates(metrics) {
+  const byCategory = metrics.detection_rate_by_category || {};
+  const byLabel = metrics.detection_rate_by_label || {};
+  const unknownLabels = Object.entries(byLabel).filter(([, entry]) => entry && entry.category === 'Unknown');
+  const names = [...CATEGORY_ORDER.filter((c) => c in byCategory),
+    ...Object.keys(byCategory).filter((c) => !CATEGORY_ORDER.includes(c))];
+  if (!('Unknown' in byCategory) || unknownLabels.length === 0) {
+    return { byLabel: false, items: names.map((name) => rateItem(name, byCategory[name] || {})) };
+  }
+  const items = names.filter((name) => name !== 'Unknown').map((name) => rateItem(name, byCategory[name] || {}));
+  items.push(...unknownLabels.map(([name, entry]) => rateItem(name, entry)));
+  const unknown = byCategory.Unknown;
+  const listed = unknownLabels.reduce((sum, [, e]) => ({
+    total: sum.total + Number(e.total || 0), detected: sum.detected + Number(e.detected || 0),
+  }), { total: 0, detected: 0 });
+  const rest = { total: Number(unknown.total || 0) - listed.total, detected: Number(unknown.detected || 0) - listed.detected };
+  if (rest.total > 0) items.push(rateItem('other labels', { ...rest, rate: (rest.detected / rest.total) * 100 }));
+  return { byLabel: true, items };
 }

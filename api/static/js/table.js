@@ -21,7 +21,11 @@ function topFeatures(row) {
     el('span', { class: 'contribution', text: `(${fmtFixed(f.contribution, 2)})` }))));
 }
 
-function buildColumns({ hasLabels, zeek }) {
+function actionsCell(row, builders) {
+  return el('div', { class: 'row-actions' }, builders.map((build) => build(row)));
+}
+
+function buildColumns({ hasLabels, zeek, rowActions = [] }) {
   const num = (key) => (row) => Number(row[key]);
   const str = (key) => (row) => String(row[key] ?? '');
   const columns = [
@@ -39,13 +43,22 @@ function buildColumns({ hasLabels, zeek }) {
     columns.push({ key: 'label', label: 'Label', sortValue: str('label'), render: (r) => fmtCell(r.label) });
   }
   if (zeek) {
-    columns.push(
-      { key: 'uid', label: 'Zeek uid', sortValue: str('uid'), render: (r) => fmtCell(r.uid) },
-      { key: 'connection', label: 'Hosts', sortValue: connectionText, render: (r) => fmtCell(connectionText(r)) },
-    );
+    // Next to the verdict, so the connection is in view without scrolling sideways.
+    columns.splice(4, 0,
+      { key: 'connection', label: 'Hosts', sortValue: connectionText, render: (r) => fmtCell(connectionText(r)), className: 'hosts' },
+      { key: 'uid', label: 'Zeek uid', sortValue: str('uid'), render: (r) => fmtCell(r.uid) });
   }
   columns.push({ key: 'top_features', label: 'Top contributing features', render: topFeatures });
+  if (rowActions.length > 0) {
+    columns.push({ key: 'actions', label: 'Actions', render: (r) => actionsCell(r, rowActions) });
+  }
   return columns;
+}
+
+const HOST_FIELDS = { source: 'id.orig_h', destination: 'id.resp_h' };
+
+function cellClass(column) {
+  return [column.numeric ? 'numeric' : null, column.className || null].filter(Boolean).join(' ') || null;
 }
 
 function compare(a, b) {
@@ -66,6 +79,7 @@ export class AnomalyTable {
     this.sortKey = 'anomaly_score';
     this.sortDirection = 'descending';
     this.page = 0;
+    this.hostFilter = null; // {side: source or destination, host}
     filter.addEventListener('change', () => { this.page = 0; this.refresh(); });
     pageSize.addEventListener('change', () => { this.page = 0; this.renderPage(); });
     first.addEventListener('click', () => this.goTo(0));
@@ -80,8 +94,16 @@ export class AnomalyTable {
     this.sortKey = 'anomaly_score';
     this.sortDirection = 'descending';
     this.filter.value = 'all';
+    this.hostFilter = null;
     this.page = 0;
     this.renderHeader();
+    this.refresh();
+  }
+
+  // Only the anomalies of one source or destination host; null shows every host again.
+  setHostFilter(selection) {
+    this.hostFilter = selection;
+    this.page = 0;
     this.refresh();
   }
 
@@ -115,7 +137,10 @@ export class AnomalyTable {
   // Filter and sort once per change; paging only slices the result.
   refresh() {
     const severity = this.filter.value;
-    const filtered = severity === 'all' ? this.rows.slice() : this.rows.filter((r) => r.severity === severity);
+    const host = this.hostFilter;
+    const field = host ? HOST_FIELDS[host.side] : null;
+    const filtered = this.rows.filter((r) => (severity === 'all' || r.severity === severity)
+      && (!field || String(r[field] ?? '') === host.host));
     const column = this.columns.find((c) => c.key === this.sortKey);
     if (column && column.sortValue) {
       const sign = this.sortDirection === 'ascending' ? 1 : -1;
@@ -138,7 +163,7 @@ export class AnomalyTable {
         column.label, ' ', el('span', { class: 'sort-indicator', 'aria-hidden': 'true', text: arrow }));
       button.addEventListener('click', () => this.sortBy(column.key));
       return el('th', {
-        scope: 'col', 'aria-sort': active ? this.sortDirection : 'none', class: column.numeric ? 'numeric' : null,
+        scope: 'col', 'aria-sort': active ? this.sortDirection : 'none', class: cellClass(column),
       }, button);
     });
     thead.replaceChildren(el('tr', {}, cells));
@@ -153,7 +178,7 @@ export class AnomalyTable {
       body.replaceChildren(el('tr', {}, el('td', { colspan: this.columns.length, class: 'empty', text: 'No anomalies match this filter.' })));
     } else {
       body.replaceChildren(...pageRows.map((row) => el('tr', {}, this.columns.map(
-        (column) => el('td', { class: column.numeric ? 'numeric' : null }, column.render(row)),
+        (column) => el('td', { class: cellClass(column) }, column.render(row)),
       ))));
     }
     const end = Math.min(start + this.pageSize, this.view.length);
