@@ -26,7 +26,7 @@ from server import (
 from server.config import load_config, max_content_length
 from server.info import bp as info_bp
 from server.json_provider import OrjsonProvider
-from server.predict import MODEL_VERSION_HEADER
+from server.model_holder import MODEL_VERSION_HEADER
 from server.predict import bp as predict_bp
 
 
@@ -61,5 +61,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
              expose_headers=[MODEL_VERSION_HEADER], always_send=False)
     app.register_blueprint(info_bp)
     app.register_blueprint(predict_bp)
-    retrain.init_app(app)  # after uploads: it hooks the upload sink to the retrain launcher
+    retrain.init_app(app)
     return app
