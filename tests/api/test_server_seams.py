@@ -1,12 +1,16 @@
-"""How the server's parts are joined: the model version on every response, and extensions
-that do not depend on their initialisation order."""
+"""How the server's parts are joined: the model version on every response, extensions that
+do not depend on their initialisation order, and BLAS limited once at start-up."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 
 import pytest
-from apitest_helpers import synthetic_kdd, upload
+from apitest_helpers import REPO_ROOT, synthetic_kdd, upload
 from flask import Flask
 
 from server import create_app, retrain, uploads
@@ -89,3 +93,40 @@ def test_a_due_retrain_of_one_app_does_not_launch_another_apps_retrain(tmp_path,
         apps.append(app)
     apps[1].extensions[uploads.EXTENSION_KEY].on_retrain_due()
     assert launched == [tmp_path / "b" / "data"]
+
+
+# --- BLAS threads -------------------------------------------------------------------------
+
+BLAS_THREADS = """
+import json, sys
+from threadpoolctl import threadpool_info
+{setup}
+print(json.dumps([pool["num_threads"] for pool in threadpool_info()
+                  if pool["user_api"] == "blas"]))
+"""
+
+
+def blas_threads_after(setup: str) -> list[int]:
+    """BLAS thread counts in a fresh interpreter (BLAS allowed 2 threads) after ``setup``."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2",
+           "MKL_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", BLAS_THREADS.format(setup=setup)], env=env,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert counts, "numpy's BLAS was not found"
+    return counts
+
+
+def test_mapping_in_parallel_leaves_the_process_blas_threads_alone():
+    counts = blas_threads_after(
+        "import numpy\nfrom utils.parallel import ordered_map\n"
+        "assert list(ordered_map(abs, range(-5, 5), threads=2)) == [5,4,3,2,1,0,1,2,3,4]")
+    assert max(counts) == 2
+
+
+def test_the_api_limits_blas_to_one_thread_when_it_starts(tmp_path):
+    counts = blas_threads_after(
+        "import numpy\nfrom server import create_app\n"
+        f"create_app({{'MODEL_DIR': {str(tmp_path)!r}, 'DATA_DIR': {str(tmp_path / 'd')!r}}})")
+    assert counts == [1] * len(counts)
