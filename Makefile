@@ -38,8 +38,10 @@ retrain: data
 run: venv
 	$(PY) scripts/run_local.py
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]): the layering.
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 test: venv data lint
 	$(PY) -m pytest $(PYTEST_ARGS)

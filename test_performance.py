@@ -18,7 +18,7 @@ from settings import script_settings
 from utils.cli import format_metrics, progress
 from utils.metrics import evaluate
 from utils.model_store import ModelLoadError, load_model
-from utils.parallel import scoring_threads
+from utils.parallel import scoring_threads, single_threaded_blas
 from utils.preprocessing import InputFormatError, read_records
 from utils.scoring import iter_scored_chunks, score_records
 
@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     config = script_settings()
     args = parse_args(argv)
+    single_threaded_blas()  # as the API scores (utils/parallel.py)
     path = args.data or config["DATA_DIR"] / "KDDTest+.txt"
     threads = config["SCORING_THREADS"] or scoring_threads()
     try:

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from utils.json_errors import JsonError
+from contract.json_errors import JsonError
 
 MAX_PROBLEMS = 20
 MAX_LOGGED = 500  # characters of an upstream message written to the log

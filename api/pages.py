@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from utils.schema import (
+from contract.record_layout import (
     CATEGORICAL_FEATURES,
     DIFFICULTY_COLUMN,
     FEATURE_NAMES,

@@ -2,10 +2,10 @@
 
 Every baseline is fitted on normal training rows only and exposes ``anomaly_score`` (higher =
 more abnormal), so one threshold rule (utils.thresholds.choose_threshold on the validation
-split) and one ROC computation serve all of them. The reference design is the detector of the
-original Anomalyze service (5 K-means on 20 label-encoded columns), re-implemented here from
-its description; it also votes: its decision is the majority of its models, not a threshold
-on the score.
+split) and one ROC computation serve all of them. The "reference design" is the simplest
+version of this service's detector, kept as a yardstick: 5 K-means on the first 20 KDD
+columns with the text columns label-encoded, deciding by the majority vote of its models
+rather than by a threshold on the score.
 """
 
 from __future__ import annotations
@@ -85,12 +85,13 @@ class SingleKMeans(BaseEstimator):
 
 
 class ReferenceVoteDetector(BaseEstimator):
-    """Re-implementation of the reference design (from its description, not its code).
+    """The reference design (module docstring): a yardstick, not a detector we serve.
 
     The first 20 KDD columns; protocol_type/service/flag label-encoded with a vocabulary
     learned from training data (a value never seen there gets the next free code, rather than
-    re-fitting the encoder per upload as the original service did); StandardScaler fitted on the
-    normal rows; one K-means per entry of ``n_clusters``. Each model votes "anomaly" when a
+    re-fitting the encoder on each scored file, which would give one value different codes in
+    different files); StandardScaler fitted on the normal rows; one K-means per entry of
+    ``n_clusters``. Each model votes "anomaly" when a
     row's distance to its nearest centroid exceeds that model's ``vote_quantile`` of the
     distances of its own (normal) training rows; a strict majority of votes decides.
     ``anomaly_score`` is the mean of the distances divided by those per-model thresholds.

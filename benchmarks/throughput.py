@@ -110,8 +110,10 @@ def measure_one_size(rows: int, data_path: Path, model_dir: Path, repeats: int =
     import resource
 
     from utils.model_store import load_model
+    from utils.parallel import single_threaded_blas
     from utils.scoring import iter_scored_chunks
 
+    single_threaded_blas()  # as the API does when it starts
     started = time.perf_counter()
     model = load_model(model_dir)
     load_seconds = time.perf_counter() - started
@@ -174,10 +176,11 @@ def compare(data_path: Path, train_path: Path, model_dir: Path,
     reference design's pipeline; rows/s of each and ours over read_csv."""
     from benchmarks.baselines import ReferenceVoteDetector
     from utils.model_store import load_model
-    from utils.parallel import scoring_threads
+    from utils.parallel import scoring_threads, single_threaded_blas
     from utils.preprocessing import read_records
     from utils.scoring import iter_scored_chunks
 
+    single_threaded_blas()  # as the API does when it starts
     model = load_model(model_dir)
     train = read_records(train_path)
     normal = (train.labels == "normal").to_numpy()

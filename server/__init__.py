@@ -26,8 +26,9 @@ from server import (
 from server.config import load_config, max_content_length
 from server.info import bp as info_bp
 from server.json_provider import OrjsonProvider
-from server.predict import MODEL_VERSION_HEADER
+from server.model_holder import MODEL_VERSION_HEADER
 from server.predict import bp as predict_bp
+from utils.parallel import single_threaded_blas
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -43,6 +44,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["MAX_CONTENT_LENGTH"] is None:
         app.config["MAX_CONTENT_LENGTH"] = max_content_length(app.config["MAX_UPLOAD_MB"])
     app.config["STARTED_AT"] = time.monotonic()
+    # Requests score on threads of their own (utils/parallel.py): BLAS's threads would only
+    # compete with them. Set here, before the model is loaded and warmed up.
+    single_threaded_blas()
     app.json = OrjsonProvider(app)
     app.json.sort_keys = False  # keep the documented key order
 
@@ -61,5 +65,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
              expose_headers=[MODEL_VERSION_HEADER], always_send=False)
     app.register_blueprint(info_bp)
     app.register_blueprint(predict_bp)
-    retrain.init_app(app)  # after uploads: it hooks the upload sink to the retrain launcher
+    retrain.init_app(app)
     return app

@@ -89,11 +89,10 @@ def alerts_from_records(
     return _spooled([(records, score_records(model, records))], model, None)
 
 
-def ndjson_response(spool: AlertSpool, headers: dict[str, str]) -> Response:
+def ndjson_response(spool: AlertSpool) -> Response:
     response = Response(spool.stream(), mimetype=NDJSON_MIMETYPE)
     response.call_on_close(spool.close)  # if the body is never iterated
     response.headers["Content-Disposition"] = 'attachment; filename="anomalyze-alerts.ndjson"'
-    response.headers.update(headers)
     return response
 
 

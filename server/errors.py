@@ -14,10 +14,10 @@ from pathlib import Path
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from contract.json_errors import JsonError
 from server.disk_space import is_out_of_space, is_storage_failure
 from server.gunicorn_errors import RequestParseError
 from server.multipart import FormLimitExceeded
-from utils.json_errors import JsonError
 from utils.preprocessing import InputFormatError
 
 log = logging.getLogger("anomalyze.server")

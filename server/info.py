@@ -7,8 +7,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify
 
 from server.disk_space import get_disk_space
-from server.model_holder import get_holder
-from server.predict import MODEL_VERSION_HEADER, current_model
+from server.model_holder import answer_with, current_model, get_holder
 
 bp = Blueprint("info", __name__)
 
@@ -39,7 +38,7 @@ def health() -> tuple[Response, int]:
         "disk": get_disk_space().status(),
     })
     if model is not None:
-        response.headers[MODEL_VERSION_HEADER] = model.version
+        answer_with(model)
     return response, code
 
 
@@ -52,6 +51,4 @@ def model_info() -> Response:
     body["n_models"] = len(model.detector.estimators_)
     body["model_weights"] = model.detector.model_weights_.tolist()  # also for older cards
     body["threshold"] = float(model.detector.threshold_)
-    response = jsonify(body)
-    response.headers[MODEL_VERSION_HEADER] = model.version
-    return response
+    return jsonify(body)

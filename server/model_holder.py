@@ -4,6 +4,9 @@ Retraining swaps ``model.joblib`` atomically (temp file + rename). Each request 
 ``current()`` once at its start and finishes on that model, so a swap never mixes two models
 in one answer. Checking for a swap costs one ``os.stat`` at most every ``check_interval``
 seconds; a failed reload keeps the old model serving and is reported by ``/health``.
+
+Every response, errors included, names the model that answered it in ``X-Model-Version``
+(one ``after_request`` hook): the model the request used, else the one being served.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, g
 
+from server.errors import ApiError
+from server.request_log import note_request
 from utils.model_store import MODEL_FILE, LoadedModel, ModelLoadError, load_model
 from utils.scoring import warm_up
 
 log = logging.getLogger("anomalyze.server")
+
+MODEL_VERSION_HEADER = "X-Model-Version"
 
 FileStamp = tuple[int, int, int] | None  # (st_ino, st_mtime_ns, st_size); None: no file
 
@@ -76,6 +83,10 @@ class ModelHolder:
         """(model or None, fault with the model on disk or None), after a due check."""
         self.refresh()
         return self._model, self._error
+
+    def loaded(self) -> LoadedModel | None:
+        """The model being served, without looking for a newer file."""
+        return self._model
 
     def refresh(self, *, force: bool = False) -> None:
         """Reload if the model file changed since the last look (at most every check_interval).
@@ -140,13 +151,41 @@ EXTENSION_KEY = "anomalyze.model"
 
 
 def init_app(app: Flask) -> ModelHolder:
-    """Load the model now (the server starts even if that fails) and attach the holder."""
+    """Load the model now (the server starts even if that fails), attach the holder, and
+    name the model on every response."""
     holder = ModelHolder(app.config["MODEL_DIR"],
                          check_interval=app.config["MODEL_CHECK_INTERVAL"])
     holder.refresh(force=True)
     app.extensions[EXTENSION_KEY] = holder
+    app.after_request(_model_version_header)
     return holder
 
 
 def get_holder() -> ModelHolder:
     return current_app.extensions[EXTENSION_KEY]
+
+
+def answer_with(model: LoadedModel) -> None:
+    """Record that this request's answer comes from ``model`` (its X-Model-Version)."""
+    g.anomalyze_model_version = model.version
+
+
+def current_model() -> LoadedModel:
+    """The model for this whole request (a reload meanwhile does not affect it); 503 if none."""
+    try:
+        model = get_holder().current()
+    except ModelUnavailable as exc:
+        raise ApiError(503, "model_unavailable", f"no model is loaded: {exc}") from None
+    answer_with(model)
+    note_request(model_version=model.version)
+    return model
+
+
+def _model_version_header(response: Response) -> Response:
+    version = g.get("anomalyze_model_version")
+    if version is None:  # the request failed, or never needed the model: the one served
+        served = current_app.extensions[EXTENSION_KEY].loaded()
+        version = served.version if served is not None else None
+    if version is not None:
+        response.headers[MODEL_VERSION_HEADER] = version
+    return response

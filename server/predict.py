@@ -12,6 +12,7 @@ import pandas as pd
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from server.admin_auth import request_is_admin
 from server.alerts import alerts_from_file, alerts_from_records, ndjson_response
 from server.analysis import Analysis, analyse_file, analyse_records
 from server.analysis_slots import analysis_slot
@@ -19,13 +20,11 @@ from server.config import megabytes, upload_limit_bytes
 from server.disk_space import get_disk_space
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
-from server.model_holder import ModelUnavailable, get_holder
+from server.model_holder import current_model
 from server.query_params import whole_number
 from server.request_log import note_request
 from server.responses import csv_rows, prediction
-from server.retrain import request_is_admin
 from server.uploads import Received, UploadSink, get_sink
-from utils.model_store import LoadedModel
 from utils.preprocessing import iter_identity
 from utils.upload_registry import RegistryBusyError
 
@@ -35,7 +34,6 @@ bp = Blueprint("predict", __name__)
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
-MODEL_VERSION_HEADER = "X-Model-Version"
 OUTPUT_FORMATS = ("json", "csv", "ndjson")
 
 
@@ -82,15 +80,15 @@ def predict() -> Response:
         sink.discard(received)
     note_request(rows=len(analysis))
     if alerts is not None:
-        return ndjson_response(alerts, {MODEL_VERSION_HEADER: model.version})
+        return ndjson_response(alerts)
     if as_csv:
-        return csv_response(model, analysis, identity)
+        return csv_response(analysis, identity)
     upload_summary = {"sha256": received.sha256, "duplicate": kept["duplicate"],
                       "stored": kept["stored"], "store_reason": kept["store_reason"],
                       "trusted": trusted}
     body = prediction(model, analysis, processing_time=time.perf_counter() - started,
                       upload=upload_summary)
-    return json_response(model, body)
+    return jsonify(body)
 
 
 @bp.post("/api/predict-json")
@@ -120,12 +118,11 @@ def predict_json() -> Response:
             analysis = analyse_records(model, records, 0 if as_csv else limit)
     if fmt == "ndjson":
         note_request(rows=len(analysis))
-        return ndjson_response(alerts, {MODEL_VERSION_HEADER: model.version})
+        return ndjson_response(alerts)
     note_request(rows=len(analysis))
     if as_csv:
-        return csv_response(model, analysis)
-    return json_response(model, prediction(
-        model, analysis, processing_time=time.perf_counter() - started))
+        return csv_response(analysis)
+    return jsonify(prediction(model, analysis, processing_time=time.perf_counter() - started))
 
 
 def keep_upload(sink: UploadSink, received: Received, analysis: Analysis, *,
@@ -160,22 +157,6 @@ def output_format(args: Mapping[str, str]) -> str:
     return fmt
 
 
-def current_model() -> LoadedModel:
-    """The model for this whole request (a reload meanwhile does not affect it)."""
-    try:
-        model = get_holder().current()
-    except ModelUnavailable as exc:
-        raise ApiError(503, "model_unavailable", f"no model is loaded: {exc}") from None
-    note_request(model_version=model.version)
-    return model
-
-
-def json_response(model: LoadedModel, body: dict) -> Response:
-    response = jsonify(body)
-    response.headers[MODEL_VERSION_HEADER] = model.version
-    return response
-
-
 def identity_reader(path: Path, max_decompressed_bytes: int | None = None
                     ) -> Iterator[pd.DataFrame]:
     """The upload's identity columns in row order, from a handle opened now
@@ -189,9 +170,8 @@ def identity_reader(path: Path, max_decompressed_bytes: int | None = None
     return parts()
 
 
-def csv_response(model: LoadedModel, analysis: Analysis,
+def csv_response(analysis: Analysis,
                  identity: Iterator[pd.DataFrame] | None = None) -> Response:
     response = Response(csv_rows(analysis, identity), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="anomalyze-results.csv"'
-    response.headers[MODEL_VERSION_HEADER] = model.version
     return response

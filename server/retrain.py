@@ -2,10 +2,8 @@
 
 ``GET /api/retrain/status`` and ``GET /api/retrain/runs`` are public and read-only.
 ``POST /api/retrain``, ``POST /api/models/rollback``, ``GET /api/uploads/quarantined`` and
-``POST /api/uploads/<sha256>/release`` are for admins: ``Authorization: Bearer
-$ANOMALYZE_ADMIN_TOKEN``, compared in constant time. Without a configured token they answer 404
-``disabled``. The same token on ``POST /api/predict`` makes the upload trusted: its labels may
-teach the model (``request_is_admin``).
+``POST /api/uploads/<sha256>/release`` are for admins (server/admin_auth.py): ``Authorization:
+Bearer $ANOMALYZE_ADMIN_TOKEN``; without a configured token they answer 404 ``disabled``.
 
 A retrain never runs inside a request. ``RetrainLauncher`` starts ``retrain_model.py`` as a
 process of its own (an argument list, no shell, this interpreter) and returns at once. That
@@ -15,7 +13,6 @@ whether two did.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import subprocess
@@ -25,10 +22,11 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from server.admin_auth import require_admin
 from server.errors import ApiError
 from server.model_holder import get_holder
 from server.query_params import whole_number
-from server.uploads import EXTENSION_KEY as UPLOADS_KEY
+from server.signals import retrain_due
 from server.uploads import get_sink
 from utils.retraining import RetrainError, UnknownVersion, list_versions, rollback
 from utils.upload_registry import NotQuarantined, RetrainBusy, UnknownUpload, UploadRegistry
@@ -38,7 +36,6 @@ log = logging.getLogger("anomalyze.server")
 bp = Blueprint("retrain", __name__)
 
 EXTENSION_KEY = "anomalyze.retrain"
-ADMIN_TOKEN_ENV = "ANOMALYZE_ADMIN_TOKEN"
 LOG_FILE = "retrain.log"
 SCRIPT = Path(__file__).resolve().parents[1] / "retrain_model.py"
 LAST_RUNS = 10
@@ -84,14 +81,18 @@ class RetrainLauncher:
 
 
 def init_app(app: Flask) -> RetrainLauncher:
-    """Attach the launcher and hook the upload sink (threshold, token: server/config.py)."""
+    """Attach the launcher, start it when the uploads make a retrain due (the
+    ``retrain_due`` signal, server/signals.py: in any order with the uploads extension),
+    and register the endpoints."""
     launcher = RetrainLauncher(app.config["MODEL_DIR"], app.config["DATA_DIR"])
     app.extensions[EXTENSION_KEY] = launcher
-    sink = app.extensions[UPLOADS_KEY]
-    sink.retrain_threshold = app.config["RETRAIN_THRESHOLD"]
-    sink.on_retrain_due = lambda: launcher.launch("upload")
+    retrain_due.connect(_launch_when_due, sender=app)
     app.register_blueprint(bp)
     return launcher
+
+
+def _launch_when_due(app: Flask, **_extra: object) -> None:
+    app.extensions[EXTENSION_KEY].launch("upload")
 
 
 def get_launcher() -> RetrainLauncher:
@@ -100,35 +101,6 @@ def get_launcher() -> RetrainLauncher:
 
 def _registry() -> UploadRegistry:
     return get_sink().registry
-
-
-def require_admin() -> None:
-    """404 ``disabled`` without a configured token, 401 without a bearer token, 403 wrong."""
-    expected = current_app.config.get("ADMIN_TOKEN")
-    if not expected:
-        raise ApiError(404, "disabled",
-                       f"admin endpoints are disabled: set {ADMIN_TOKEN_ENV} to enable them")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <admin token>")
-    if not hmac.compare_digest(given.encode(), str(expected).encode()):
-        raise ApiError(403, "forbidden", "wrong admin token")
-
-
-def request_is_admin() -> bool:
-    """Whether the request carries the admin bearer token (then its upload is trusted).
-
-    No ``Authorization: Bearer`` header, or no token configured: an anonymous request. A
-    bearer token that is wrong is refused (``require_admin``), not silently downgraded.
-    """
-    if not current_app.config.get("ADMIN_TOKEN"):
-        return False
-    scheme, _, _ = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    require_admin()
-    return True
 
 
 @bp.get("/api/retrain/status")

@@ -30,6 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from server.config import megabytes, upload_limit_bytes
 from server.disk_space import is_out_of_space, is_storage_failure
 from server.multipart import UploadFormParser
+from server.signals import retrain_due
 from utils.upload_registry import UploadQuota, UploadRegistry
 
 log = logging.getLogger("anomalyze.server")
@@ -137,15 +138,16 @@ class UploadSink:
     """Where uploads go: temp files while they are checked, a folder of kept files after."""
 
     def __init__(self, data_dir: Path | str, max_bytes: int | None = None,
-                 quota: UploadQuota | None = None) -> None:
+                 quota: UploadQuota | None = None, *, retrain_threshold: int | None = None,
+                 on_retrain_due: Callable[[], object] = lambda: None) -> None:
         self.data_dir = Path(data_dir)
         self.incoming_dir = self.data_dir / INCOMING_DIR
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
         self.quota = quota  # None: no quota on kept uploads
         self._registry: UploadRegistry | None = None
-        self.retrain_threshold: int | None = None  # None: the registry's default
-        self.on_retrain_due: Callable[[], object] = lambda: None
+        self.retrain_threshold = retrain_threshold  # None: the registry's default
+        self.on_retrain_due = on_retrain_due
         try:
             self.registry  # noqa: B018  (opened now, so a broken data folder shows at start)
         except (OSError, sqlite3.Error) as exc:
@@ -211,8 +213,9 @@ class UploadSink:
         was kept now; if not, ``store_reason`` says why (``duplicate``, ``quota_total``,
         ``quota_client``). ``trusted``: it came with the admin token, so its labels may teach
         the model; ``client``: the address it came from. When it completes a batch of
-        ``retrain_threshold`` new uploads, ``on_retrain_due`` is called (server/retrain.py
-        starts a retrain). Only call it for uploads that parsed.
+        ``retrain_threshold`` new uploads, ``on_retrain_due`` is called (in the app: the
+        ``retrain_due`` signal, which server/retrain.py answers by starting a retrain).
+        Only call it for uploads that parsed.
         """
         registration = self.registry.register(
             received.path, sha256=received.sha256, original_name=received.original_name,
@@ -231,7 +234,8 @@ def init_app(app: Flask) -> UploadSink:
         client_bytes=megabytes(app.config["UPLOAD_CLIENT_QUOTA_MB"]),
         client_window_seconds=app.config["UPLOAD_CLIENT_WINDOW_HOURS"] * 3600.0)
     sink = UploadSink(app.config["DATA_DIR"], upload_limit_bytes(app.config["MAX_UPLOAD_MB"]),
-                      quota)
+                      quota, retrain_threshold=app.config["RETRAIN_THRESHOLD"],
+                      on_retrain_due=lambda: retrain_due.send(app))
     sink.remove_stale_spools()
     app.extensions[EXTENSION_KEY] = sink
     app.request_class = UploadRequest

@@ -19,8 +19,9 @@ Why a top-level package: the frontend (``api/``) may import nothing from ``serve
 ``utils/`` (it talks to the API over HTTP and Vercel deploys it alone, with only Flask and
 requests installed), and ``utils/`` may import nothing from ``server/``, ``api/`` or the
 scripts. A package beside them, written with the standard library only and importing none of
-them, can be imported by all. vercel.json lists ``settings/**`` in the function's
-``includeFiles`` so the frontend's deployment carries it.
+them, can be imported by all (as is ``contract/``). vercel.json lists ``settings/**`` in the
+function's ``includeFiles`` so the frontend's deployment carries it. ``make lint`` checks
+these rules (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ REFUSABLE = [s for s in SETTINGS if s.parse.refuses is not None]
 SCRIPTS = ("train_model", "retrain_model", "optimize_threshold", "test_performance",
            "utils.dataset", "benchmarks.run_all", "benchmarks.bench_http",
            "benchmarks.throughput", "benchmarks.slow_clients", "benchmarks.frontend_upload",
-           "scripts.run_local", "utils.local_engines",
+           "scripts.run_local", "utils.local_engines.__main__",
            "benchmarks.validation_study", "benchmarks.zeek_bench",
            "benchmarks.precision")
 BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -94,8 +94,9 @@ def test_each_start_runs_with_the_defaults(tmp_path, monkeypatch):
 def test_every_script_with_a_main_is_checked():
     mains = {path.stem for path in REPO_ROOT.glob("*.py")
              if "def main(" in path.read_text() and path.name != "gunicorn.conf.py"}
-    mains |= {f"{folder}.{path.stem}" for folder in ("utils", "benchmarks", "scripts")
-              for path in (REPO_ROOT / folder).glob("*.py") if "def main(" in path.read_text()}
+    mains |= {".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+              for folder in ("utils", "benchmarks", "scripts")
+              for path in (REPO_ROOT / folder).rglob("*.py") if "def main(" in path.read_text()}
     assert mains == set(SCRIPTS)
 
 

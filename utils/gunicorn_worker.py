@@ -47,7 +47,7 @@ from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 from werkzeug.exceptions import RequestTimeout
 
-from utils.json_errors import JsonError
+from contract.json_errors import JsonError
 
 # A head longer than this is handed to gunicorn's parser on a thread (its limits then apply,
 # and so do the time limits): 64 KiB bounds what one waiting connection buffers.

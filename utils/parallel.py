@@ -3,9 +3,12 @@
 Parsing (pandas' C tokenizer) and the distance products (BLAS) release the GIL, so threads
 help on the parts that cost: measured on the 2-core machine, KDDTest+ end to end takes
 65-75 ms on two threads against 82-88 ms on one; pandas bookkeeping and numpy's reduceat hold
-the GIL and cap the gain (docs/MODEL.md, "Speed"). BLAS is limited to one
-thread per call in any process that scores this way: its own threads only compete with ours,
-and for the small products of scoring they were slower even alone (104 ms against 89 ms).
+the GIL and cap the gain (docs/MODEL.md, "Speed").
+
+A process that scores this way should limit BLAS to one thread, once, when it starts
+(``single_threaded_blas``: ``server.create_app``, test_performance.py, the benchmarks): BLAS's
+own threads only compete with ours, and for the small products of scoring they were slower
+even alone (104 ms against 89 ms). ``ordered_map`` itself changes nothing process-wide.
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ def scoring_threads() -> int:
 
 
 def single_threaded_blas() -> None:
-    """Limit BLAS to one thread for the rest of the process (once; idempotent)."""
+    """Limit BLAS to one thread for the rest of the process (idempotent).
+
+    For a process's start-up: it changes every BLAS call of the process, and threadpoolctl
+    scans every loaded library to do it (about 8 ms).
+    """
     if _blas_limited.is_set():
         return
     with _blas_lock:
@@ -66,7 +73,6 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Itera
     ``items`` is. Errors keep input order too: a failure of item n (or of producing it) is
     raised only after the results of items 0..n-1 have been yielded.
     """
-    single_threaded_blas()
     source = iter(items)
     head: list[T] = []
     failure: BaseException | None = None

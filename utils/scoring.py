@@ -10,7 +10,7 @@ import pandas as pd
 
 from utils.metrics import evaluate
 from utils.model_store import LoadedModel
-from utils.parallel import ordered_map, scoring_threads, single_threaded_blas
+from utils.parallel import ordered_map, scoring_threads
 from utils.preprocessing import (
     ParsedRecords,
     ParseTask,
@@ -98,13 +98,11 @@ def iter_scored_chunks(
 def warm_up(model: LoadedModel) -> None:
     """Parse, score, explain and evaluate two generated records once.
 
-    The first call of a process otherwise pays one-time costs on top of its work: limiting
-    BLAS to one thread (threadpoolctl scans every loaded library: about 8 ms), the feature
+    The first call of a process otherwise pays one-time costs on top of its work: the feature
     vocabulary index, the float64 centroids of explanations, the first touch of pandas' and
     numpy's machinery. A server that loads its model before forking its workers runs this
     once, and every worker inherits the result.
     """
-    single_threaded_blas()
     values = dict.fromkeys(NUMERIC_FEATURES, "0") | {
         "protocol_type": "tcp", "service": "http", "flag": "SF"}
     line = ",".join(values[name] for name in FEATURE_NAMES)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import skip_or_fail
 from utils import local_engines
-from utils.local_engines import EngineUnavailable
+from utils.local_engines import EngineUnavailable, postgres
 
 
 def test_a_missing_program_fails_in_ci_and_skips_elsewhere(monkeypatch):
@@ -37,7 +37,7 @@ def test_postgres_bindir_override_wins_when_it_holds_the_programs(monkeypatch, t
 
 def test_missing_postgres_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(local_engines, "DEBIAN_PG_ROOT", tmp_path / "none")
+    monkeypatch.setattr(postgres, "DEBIAN_PG_ROOT", tmp_path / "none")
     with pytest.raises(EngineUnavailable, match="apt-get install postgresql"):
         local_engines.postgres_bindir(tmp_path)
 
@@ -49,5 +49,5 @@ def test_postgres_bindir_prefers_the_newest_debian_version(monkeypatch, tmp_path
         for name in ("initdb", "postgres"):
             (folder / name).write_text("")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr(local_engines, "DEBIAN_PG_ROOT", tmp_path)
+    monkeypatch.setattr(postgres, "DEBIAN_PG_ROOT", tmp_path)
     assert local_engines.postgres_bindir() == Path(tmp_path / "15" / "bin")

@@ -88,7 +88,7 @@ def test_the_token_is_compared_in_constant_time(model_dir, data_dir, launches, m
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("server.retrain.hmac.compare_digest", spy)
+    monkeypatch.setattr("server.admin_auth.hmac.compare_digest", spy)
     client = make_app(model_dir, data_dir, ADMIN_TOKEN=TOKEN).test_client()
     assert client.post("/api/retrain", headers={"Authorization": "Bearer nope"}).status_code == 403
     ok = client.post("/api/retrain", headers={"Authorization": f"Bearer {TOKEN}"})
