@@ -22,7 +22,7 @@ from pathlib import Path
 
 from settings import parsers, script_settings
 from utils.cli import progress
-from utils.upload_registry import NotQuarantined, RetrainLock, UnknownUpload, UploadRegistry
+from utils.registry import NotQuarantined, UnknownUpload, open_registry
 
 EXIT_CODES = {"promoted": 0, "failed": 1, "rejected": 3}
 EXIT_BUSY = 4
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = args.model_dir or config["MODEL_DIR"]
     if args.nice:
         os.nice(args.nice)
-    registry = UploadRegistry(data_dir)
+    registry = open_registry(data_dir)
     if args.list_quarantined:
         for upload in registry.uploads(status="quarantined"):
             print(f"{upload.sha256}  {upload.received_at}  {upload.rows} rows  "
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nothing queued: {pending} pending upload(s), {state['uploads_since_retrain']} "
               f"of {config['RETRAIN_THRESHOLD']} since the last trigger; --force retrains now")
         return 0
-    lock = RetrainLock(data_dir)
+    lock = registry.retrain_lock()
     if not lock.acquire(wait=args.lock_wait):
         progress("another retrain holds the lock; it will serve the queued requests")
         return EXIT_BUSY
