@@ -1,7 +1,7 @@
 """Retrain on the training data plus kept uploads; promote the candidate only if it is not worse.
 
     python retrain_model.py [--force] [--model-dir models] [--data-dir data] [--train FILE]
-                            [--k 100,150,200,250,300] [--tolerance 0.005]
+                            [--k 400,450,500,550,600] [--tolerance 0.005]
                             [--category-tolerance 0.02] [--requeue-rejected]
                             [--list-quarantined] [--release SHA256|all ...]
 
