@@ -26,7 +26,7 @@ from server.request_log import note_request
 from server.responses import csv_rows, prediction
 from server.uploads import Received, UploadSink, get_sink
 from utils.preprocessing import iter_identity
-from utils.upload_registry import RegistryBusyError
+from utils.registry import RegistryBusyError
 
 log = logging.getLogger("anomalyze.server")
 

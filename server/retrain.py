@@ -28,8 +28,8 @@ from server.model_holder import get_holder
 from server.query_params import whole_number
 from server.signals import retrain_due
 from server.uploads import get_sink
-from utils.retraining import RetrainError, UnknownVersion, list_versions, rollback
-from utils.upload_registry import NotQuarantined, RetrainBusy, UnknownUpload, UploadRegistry
+from utils.registry import NotQuarantined, Registry, RetrainBusy, UnknownUpload
+from utils.retraining import RetrainError, UnknownVersion, rollback
 
 log = logging.getLogger("anomalyze.server")
 
@@ -99,7 +99,7 @@ def get_launcher() -> RetrainLauncher:
     return current_app.extensions[EXTENSION_KEY]
 
 
-def _registry() -> UploadRegistry:
+def _registry() -> Registry:
     return get_sink().registry
 
 
@@ -121,7 +121,7 @@ def status() -> Response:
         "current_run": _run_summary(current) if current else None,
         "uploads": counts,
         "model_version": model.version if model else None,
-        "versions": list_versions(current_app.config["MODEL_DIR"]),
+        "versions": get_holder().store.versions(),
         "runs_total": registry.run_count(),
         "last_runs": [_run_summary(run) for run in registry.runs(LAST_RUNS)],
     })
@@ -192,8 +192,7 @@ def rollback_model() -> Response:
     require_admin()
     version = _requested_version()
     try:
-        previous, current, quarantined = rollback(current_app.config["MODEL_DIR"],
-                                                  current_app.config["DATA_DIR"], version)
+        previous, current, quarantined = rollback(get_holder().store, _registry(), version)
     except RetrainBusy:
         raise ApiError(409, "retrain_running",
                        "a retrain is in progress; roll back when it has finished") from None

@@ -4,7 +4,7 @@ Werkzeug would spool a large upload to a temp file of its own (and small ones to
 before the view sees it; ``UploadRequest`` hands it our ``HashingSpool`` instead, so the file
 is written once, under ``<data_dir>/incoming/``, with its SHA-256 computed as it arrives and its
 size limit enforced while it is written. ``UploadSink.register`` hands each valid upload to the
-SQLite upload registry (utils/upload_registry.py, docs/LEARNING.md), which keeps it once per
+upload registry (utils/registry/, docs/LEARNING.md), which keeps it once per
 content as ``<data_dir>/uploaded_logs/<UTC timestamp>-<sha256[:16]>.<ext>``, within the upload
 quota, and counts it towards the next retrain.
 """
@@ -31,7 +31,7 @@ from server.config import megabytes, upload_limit_bytes
 from server.disk_space import is_out_of_space, is_storage_failure
 from server.multipart import UploadFormParser
 from server.signals import retrain_due
-from utils.upload_registry import UploadQuota, UploadRegistry
+from utils.registry import Registry, UploadQuota, open_registry
 
 log = logging.getLogger("anomalyze.server")
 
@@ -145,7 +145,7 @@ class UploadSink:
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
         self.quota = quota  # None: no quota on kept uploads
-        self._registry: UploadRegistry | None = None
+        self._registry: Registry | None = None
         self.retrain_threshold = retrain_threshold  # None: the registry's default
         self.on_retrain_due = on_retrain_due
         try:
@@ -158,13 +158,13 @@ class UploadSink:
             log.error("upload registry not opened: %s: %s", type(exc).__name__, exc)
 
     @property
-    def registry(self) -> UploadRegistry:
+    def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = UploadRegistry(self.data_dir)
+            self._registry = open_registry(self.data_dir)
         return self._registry
 
     @registry.setter
-    def registry(self, registry: UploadRegistry) -> None:
+    def registry(self, registry: Registry) -> None:
         self._registry = registry
 
     def remove_stale_spools(self, older_than: float = _STALE_SECONDS) -> int:
