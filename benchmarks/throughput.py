@@ -175,7 +175,7 @@ def compare(data_path: Path, train_path: Path, model_dir: Path,
     from benchmarks.baselines import ReferenceVoteDetector
     from utils.model_store import load_model
     from utils.parallel import scoring_threads
-    from utils.preprocessing import read_records
+    from utils.readers import read_records
     from utils.scoring import iter_scored_chunks
 
     model = load_model(model_dir)

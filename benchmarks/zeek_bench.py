@@ -32,7 +32,7 @@ from benchmarks.quality import thin_roc
 from utils.cli import progress
 from utils.metrics import evaluate
 from utils.model_store import LoadedModel
-from utils.preprocessing import ParsedRecords, iter_record_chunks, read_records
+from utils.readers import ParsedRecords, iter_record_chunks, read_records
 from utils.scoring import score_records
 from utils.training import DEFAULT_N_CLUSTERS, train
 from utils.zeek_features import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, derive_kdd_features

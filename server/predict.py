@@ -26,7 +26,7 @@ from server.responses import csv_rows, prediction
 from server.retrain import request_is_admin
 from server.uploads import Received, UploadSink, get_sink
 from utils.model_store import LoadedModel
-from utils.preprocessing import iter_identity
+from utils.readers import iter_identity
 from utils.upload_registry import RegistryBusyError
 
 log = logging.getLogger("anomalyze.server")

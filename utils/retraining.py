@@ -52,7 +52,7 @@ from utils.model_store import (
     load_model_file,
     save_model,
 )
-from utils.preprocessing import InputFormatError, ParsedRecords, read_records
+from utils.readers import InputFormatError, ParsedRecords, read_records
 from utils.schema import ATTACK_CATEGORY_ORDER, FEATURE_NAMES, NORMAL_LABEL
 from utils.scoring import score_features
 from utils.thresholds import RULES, category_weights
@@ -107,7 +107,7 @@ class RetrainSettings:
     ``n_clusters`` None keeps the current model's k values (tests pass small ones).
     ``train_file`` None: ``<data_dir>/<file named in the current model card>``, else
     ``<data_dir>/KDDTrain+.txt``. ``max_decompressed_bytes`` bounds reading a kept upload
-    (None: utils.preprocessing's default), as the API bounded it when it arrived.
+    (None: utils.readers' default), as the API bounded it when it arrived.
     """
 
     model_dir: Path

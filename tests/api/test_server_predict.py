@@ -16,10 +16,9 @@ from apitest_helpers import kdd_line, normal_values, synthetic_kdd, upload
 
 from server import analysis as analysis_module
 from server import responses
-from utils import preprocessing
 from utils.metrics import evaluate
 from utils.model_store import load_model
-from utils.preprocessing import read_records
+from utils.readers import dispatch, read_records
 from utils.schema import SEVERITIES
 from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
 
@@ -419,7 +418,7 @@ def test_each_request_logs_one_json_line(client, labeled_upload, log_lines):
 
 
 def test_scoring_on_several_threads_matches_one_thread(model_dir, monkeypatch):
-    monkeypatch.setattr(preprocessing, "_MIN_PIECE_BYTES", 1)  # cut even this small file
+    monkeypatch.setattr(dispatch, "_MIN_PIECE_BYTES", 1)  # cut even this small file
     data = synthetic_kdd(700, 300, seed=12)
     model = load_model(model_dir)
     runs = {threads: list(iter_scored_chunks(model, data, chunk_rows=400, threads=threads))

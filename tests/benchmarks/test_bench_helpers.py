@@ -9,7 +9,7 @@ import benchmarks.throughput as throughput
 from benchmarks.quality import thin_roc
 from benchmarks.throughput import linearity, measure_one_size, repeated_payload
 from benchmarks.zeek_bench import read_conns, subset, synthetic_log, temporal_split
-from utils.preprocessing import ParsedRecords
+from utils.readers import ParsedRecords
 
 HEADER = (b"#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\t"
           b"proto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\tlabel\n")
@@ -90,7 +90,7 @@ def test_temporal_split_and_subset():
 
 
 def test_read_conns_feeds_the_derivation_what_the_zeek_reader_does():
-    from utils.preprocessing import read_records
+    from utils.readers import read_records
     from utils.zeek_features import derive_kdd_features
 
     pd.testing.assert_frame_equal(derive_kdd_features(read_conns(LOG)).reset_index(drop=True),

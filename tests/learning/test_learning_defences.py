@@ -15,7 +15,7 @@ from learning_helpers import kdd_bytes, register
 
 from settings import SettingError, load_settings
 from utils.model_store import load_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.retraining import RetrainSettings, UploadSelection, gate, rollback, run_queued
 from utils.scoring import score_records
 from utils.upload_registry import (

@@ -6,10 +6,11 @@ import contextlib
 import gzip
 import io
 import pickle
+import subprocess
 import sys
 import tracemalloc
-import types
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,20 +19,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settings import load_settings
-from utils import preprocessing
-from utils.preprocessing import (
+from utils.readers import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     InputFormatError,
     ParsedRecords,
-    _split_lines,
     detect_input_kind,
+    dispatch,
     iter_parse_tasks,
     iter_record_chunks,
     normalise_label,
     read_records,
 )
+from utils.readers.dispatch import _split_lines
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FORCE_LINE_PASS = b"\r \n"  # a blank line with a lone CR: valid, but the fast path declines it
 
 
@@ -485,7 +487,7 @@ def test_chunk_errors_carry_whole_file_line_numbers():
 @pytest.fixture
 def tiny_pieces(monkeypatch):
     """Let a test file of a few rows be cut (real pieces are at least 256 KB)."""
-    monkeypatch.setattr(preprocessing, "_MIN_PIECE_BYTES", 1)
+    monkeypatch.setattr(dispatch, "_MIN_PIECE_BYTES", 1)
 
 
 def test_small_chunks_are_not_cut_for_threads():
@@ -543,11 +545,13 @@ def test_input_kind_is_detected_from_the_first_bytes(head, kind):
     assert detect_input_kind(head) == kind
 
 
-def test_zeek_logs_are_refused_when_no_zeek_reader_is_installed(monkeypatch):
-    monkeypatch.setitem(sys.modules, "utils.zeek", None)  # makes the import fail
-    error = refusal(b"#separator \\x09\n#fields\tts\n1.0\n")
-    assert error.error_type == "invalid_format"
-    assert str(error) == "Zeek logs are not supported by this server"
+def test_a_broken_zeek_reader_stops_the_import_instead_of_refusing_uploads():
+    """An import error in the Zeek modules must surface at start-up, not as a 400 per upload."""
+    code = ("import sys; sys.modules['utils.readers.zeek_stream'] = None\n"
+            "try:\n    import utils.readers\nexcept ImportError:\n    sys.exit(3)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
 
 
 def test_zeek_logs_go_to_the_zeek_readers(monkeypatch):
@@ -563,11 +567,8 @@ def test_zeek_logs_go_to_the_zeek_readers(monkeypatch):
         yield ParsedRecords(parsed.features, parsed.labels, None, input_kind="zeek",
                             numbered=True)
 
-    for name, function in (("utils.zeek", read_zeek_records),
-                           ("utils.zeek_stream", iter_zeek_batches)):
-        fake = types.ModuleType(name)
-        setattr(fake, function.__name__, function)
-        monkeypatch.setitem(sys.modules, name, fake)
+    monkeypatch.setattr(dispatch, "read_zeek_records", read_zeek_records)
+    monkeypatch.setattr(dispatch, "iter_zeek_batches", iter_zeek_batches)
     log = b'{"ts": 1.0}\n{"ts": 2.0}\n'
 
     assert read_records(gzip.compress(log)).input_kind == "zeek"
