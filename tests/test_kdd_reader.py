@@ -126,6 +126,70 @@ def test_header_columns_are_matched_by_name_in_any_order():
     assert_same_records(records, expected)
 
 
+# Column names other exports use: the OpenML / datahub copy of KDD Cup 1999 (and CSVs written
+# from scikit-learn's fetch_kddcup99 with its names) prefix eight content features with "l";
+# the KDD Cup task description writes "is_hot_login".
+FEATURE_ALIASES = [
+    ("num_compromised", "lnum_compromised"), ("root_shell", "lroot_shell"),
+    ("su_attempted", "lsu_attempted"), ("num_root", "lnum_root"),
+    ("num_file_creations", "lnum_file_creations"), ("num_shells", "lnum_shells"),
+    ("num_access_files", "lnum_access_files"), ("num_outbound_cmds", "lnum_outbound_cmds"),
+    ("is_host_login", "is_hot_login"),
+]
+LABEL_ALIASES = ["label", "labels", "class", "attack", "outcome"]
+DIFFICULTY_ALIASES = ["difficulty", "difficulty_level", "level"]
+
+
+def spelled(name: str, case: str) -> str:
+    return {"lower": name, "upper": name.upper(), "title": name.title()}[case]
+
+
+@pytest.mark.parametrize("case", ["lower", "upper", "title"])
+@pytest.mark.parametrize(("column", "alias"), FEATURE_ALIASES)
+def test_header_may_name_a_feature_by_a_known_alias(column, alias, case):
+    header = [spelled(alias, case) if name == column else name for name in FEATURE_NAMES]
+    row = make_row(None, None, **{column: "3"})
+
+    records = read_records(make_file([row], header=header))
+
+    assert_same_records(records, read_records(make_file([row], header=[*FEATURE_NAMES])))
+    assert records.features[column].tolist() == [3.0]
+
+
+@pytest.mark.parametrize("case", ["lower", "upper", "title"])
+@pytest.mark.parametrize("difficulty", DIFFICULTY_ALIASES)
+@pytest.mark.parametrize("label", LABEL_ALIASES)
+def test_header_may_name_label_and_difficulty_by_a_known_alias(label, difficulty, case):
+    header = [*FEATURE_NAMES, spelled(label, case), spelled(difficulty, case)]
+    rows = [make_row("normal.", "21"), make_row("Neptune", "7")]
+
+    records = read_records(make_file(rows, header=header))
+
+    assert records.labels.tolist() == ["normal", "neptune"]
+    assert records.difficulty.tolist() == [21, 7]
+    assert_same_records(records, read_records(make_file(rows)))
+
+
+def test_a_csv_with_fetch_kddcup99_column_names_is_read():
+    renamed = dict(FEATURE_ALIASES[:8])
+    header = [renamed.get(name, name) for name in FEATURE_NAMES] + ["labels"]
+    rows = [make_row("normal.", None, num_root="2"), make_row("smurf.", None, su_attempted="1")]
+
+    records = read_records(make_file(rows, header=header))
+
+    assert records.labels.tolist() == ["normal", "smurf"]
+    assert records.features["num_root"].tolist() == [2.0, 0.0]
+    assert records.features["su_attempted"].tolist() == [0.0, 1.0]
+    assert records.difficulty is None
+
+
+def test_a_column_and_its_alias_together_are_refused():
+    header = [*FEATURE_NAMES, "lnum_root"]
+    error = refusal(make_file([[*make_row(None, None), "0"]], header=header))
+    assert error.error_type == "invalid_format"
+    assert str(error) == "line 1: columns 'num_root' and 'lnum_root' both name the num_root"
+
+
 def test_bom_crlf_blank_lines_and_padding_are_tolerated():
     rows = [[f"  {field} " for field in make_row()], make_row()]
     data = b"\xef\xbb\xbf\r\n" + make_file(rows, eol="\r\n\r\n")

@@ -1,7 +1,8 @@
 """Where each column of a KDD / NSL-KDD file sits: fixed by its header or its first line.
 
-A header names the columns in any case and in any order; without a header the file holds the
-41 features in KDD order, then optionally the label and the difficulty.
+A header may name the columns as common exports do (see COLUMN_ALIASES), in any case and in
+any order; without a header the file holds the 41 features in KDD order, then optionally
+the label and the difficulty.
 """
 
 from __future__ import annotations
@@ -21,10 +22,23 @@ from utils.schema import (
     NUMERIC_FEATURES,
 )
 
-# Other names (lower-case) a header may give the label and the difficulty.
+# Other names (lower-case) that exports give a column. The OpenML / datahub copy of KDD Cup
+# 1999 (and CSVs written from scikit-learn's fetch_kddcup99 in releases that used its names)
+# prefixes eight content features with "l"; the KDD Cup task description spells
+# is_host_login "is_hot_login". Labels: "labels" (fetch_kddcup99), "class" (the NSL-KDD ARFF
+# files), "attack" and "outcome" (Kaggle notebooks, with "level" for the difficulty).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    LABEL_COLUMN: ("class", "attack"),
-    DIFFICULTY_COLUMN: ("difficulty_level",),
+    "num_compromised": ("lnum_compromised",),
+    "root_shell": ("lroot_shell",),
+    "su_attempted": ("lsu_attempted",),
+    "num_root": ("lnum_root",),
+    "num_file_creations": ("lnum_file_creations",),
+    "num_shells": ("lnum_shells",),
+    "num_access_files": ("lnum_access_files",),
+    "num_outbound_cmds": ("lnum_outbound_cmds",),
+    "is_host_login": ("is_hot_login",),
+    LABEL_COLUMN: ("labels", "class", "attack", "outcome"),
+    DIFFICULTY_COLUMN: ("difficulty_level", "level"),
 }
 # header name (lower-case) -> the column it names
 _CANONICAL: dict[str, str] = {
