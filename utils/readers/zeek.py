@@ -57,11 +57,18 @@ def read_zeek_records(data: bytes) -> ParsedRecords:
     `data` is the decompressed upload, held in memory as one chunk. Large uploads are read in
     chunks instead (utils.readers.zeek_stream); both give the same records.
     """
+    table = read_connections(data)
+    return zeek_records(table, derive_kdd_features(table))
+
+
+def read_connections(data: bytes) -> pd.DataFrame:
+    """A whole Zeek log's connection table (see ZeekLogReader.connections): what the feature
+    derivation is given."""
     reader = ZeekLogReader()
     table = reader.connections(data.removeprefix(BOM), first_line=1)
     reader.finish(0 if table is None else len(table))
     assert table is not None  # finish() refuses a log without records
-    return zeek_records(table, derive_kdd_features(table))
+    return table
 
 
 def zeek_records(table: pd.DataFrame, features: pd.DataFrame) -> ParsedRecords:
