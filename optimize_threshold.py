@@ -27,7 +27,7 @@ from utils.model_store import (
     save_model,
     utc_now,
 )
-from utils.preprocessing import InputFormatError, read_records
+from utils.readers import InputFormatError, read_records
 from utils.thresholds import RULES, choose_threshold, tradeoff_table
 from utils.training import row_categories, validation_mask
 

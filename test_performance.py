@@ -19,7 +19,7 @@ from utils.cli import format_metrics, progress
 from utils.metrics import evaluate
 from utils.model_store import ModelLoadError, load_model
 from utils.parallel import scoring_threads, single_threaded_blas
-from utils.preprocessing import InputFormatError, read_records
+from utils.readers import InputFormatError, read_records
 from utils.scoring import iter_scored_chunks, score_records
 
 

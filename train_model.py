@@ -14,7 +14,7 @@ from settings import script_settings
 from utils.cli import format_metrics, progress
 from utils.dataset import sha256_file
 from utils.model_store import save_model
-from utils.preprocessing import InputFormatError, read_records
+from utils.readers import InputFormatError, read_records
 from utils.thresholds import RULES
 from utils.training import DEFAULT_N_CLUSTERS, train
 

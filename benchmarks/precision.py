@@ -30,7 +30,7 @@ from utils import detector as detector_module
 from utils.metrics import auroc_score
 from utils.model_store import load_model
 from utils.parallel import single_threaded_blas
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.training import row_categories, split_validation
 
 

@@ -34,7 +34,7 @@ from benchmarks.baselines import (
     SingleKMeans,
 )
 from utils.metrics import evaluate
-from utils.preprocessing import ParsedRecords, read_records
+from utils.readers import ParsedRecords, read_records
 from utils.thresholds import choose_threshold
 from utils.training import DEFAULT_N_CLUSTERS, row_categories, split_validation, train
 

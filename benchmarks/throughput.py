@@ -177,7 +177,7 @@ def compare(data_path: Path, train_path: Path, model_dir: Path,
     from benchmarks.baselines import ReferenceVoteDetector
     from utils.model_store import load_model
     from utils.parallel import scoring_threads, single_threaded_blas
-    from utils.preprocessing import read_records
+    from utils.readers import read_records
     from utils.scoring import iter_scored_chunks
 
     single_threaded_blas()  # as the API does when it starts

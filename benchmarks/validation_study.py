@@ -29,7 +29,7 @@ from settings import script_settings
 from utils.cli import progress
 from utils.dataset import CHECKSUMS, sha256_file
 from utils.durable_files import atomic_write_bytes
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.schema import ATTACK_CATEGORY_ORDER
 from utils.thresholds import choose_threshold
 from utils.training import row_categories, split_validation, train

@@ -12,8 +12,6 @@ is scored on the same second half for comparison.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import shutil
 import sys
@@ -24,7 +22,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import requests
 
 from benchmarks.bench_http import gunicorn, peak_rss_mb, rss_mb, worker_pids
@@ -32,10 +29,11 @@ from benchmarks.quality import thin_roc
 from utils.cli import progress
 from utils.metrics import evaluate
 from utils.model_store import LoadedModel
-from utils.preprocessing import ParsedRecords, iter_record_chunks, read_records
+from utils.readers import ParsedRecords, iter_record_chunks, read_records
+from utils.readers.zeek import read_connections
 from utils.scoring import score_records
 from utils.training import DEFAULT_N_CLUSTERS, train
-from utils.zeek_features import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, derive_kdd_features
+from utils.zeek_features import derive_kdd_features
 
 SYNTHETIC_ROWS = 500_000
 REPEATS = 3
@@ -45,28 +43,8 @@ LARGE_LOG_MIB = 1000
 _BLOCK_ROWS, _BLOCK_COPIES = 50, 40
 _LARGE_UPLOAD_TIMEOUT = 900  # seconds; gunicorn's own worker timeout is raised to match
 _WORKERS = 2
-_NUMERIC = ("ts", "duration", "orig_bytes", "resp_bytes")
-_PORTS = ("id.orig_p", "id.resp_p")
 
 Progress = Callable[[str], None]
-
-
-def read_conns(data: bytes) -> pd.DataFrame:
-    """The conn.log columns derive_kdd_features needs, typed as utils.zeek passes them."""
-    lines = data.split(b"\n")
-    header = next(line for line in lines if line.startswith(b"#fields"))
-    fields = header.decode().split("\t")[1:]
-    body = b"\n".join(line for line in lines if line and not line.startswith(b"#"))
-    wanted = [f for f in fields if f in REQUIRED_COLUMNS or f in OPTIONAL_COLUMNS]
-    table = pd.read_csv(io.BytesIO(body), sep="\t", header=None, names=fields, usecols=wanted,
-                        dtype=object, keep_default_na=False, na_values=["-", "(empty)"],
-                        quoting=csv.QUOTE_NONE)
-    for column in _NUMERIC:
-        if column in table:
-            table[column] = pd.to_numeric(table[column], errors="coerce")
-    for column in _PORTS:
-        table[column] = pd.to_numeric(table[column]).astype(np.int64)
-    return table
 
 
 def synthetic_log(data: bytes, rows: int) -> bytes:
@@ -96,7 +74,7 @@ def _best_of(repeats: int, work: Callable[[], object]) -> float:
 def derivation_speed(name: str, data: bytes, repeats: int = REPEATS) -> dict:
     """Best-of-``repeats`` time of derive_kdd_features alone, of the whole-file Zeek reader,
     and of the chunked reader the API uses (two passes once a log is over one chunk)."""
-    conns = read_conns(data)
+    conns = read_connections(data)
     derive = _best_of(repeats, lambda: derive_kdd_features(conns))
     reader = _best_of(repeats, lambda: read_records(data))
     chunked = _best_of(repeats, lambda: sum(len(part) for part in iter_record_chunks(data)))

@@ -21,7 +21,7 @@ from flask import Response
 from server.analysis import CHUNK_ROWS, Analysis, analyse_chunks
 from utils.alerts import ecs_alerts, to_ndjson
 from utils.model_store import LoadedModel
-from utils.preprocessing import ParsedRecords
+from utils.readers import ParsedRecords
 from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
 
 NDJSON_MIMETYPE = "application/x-ndjson"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from server.zeek_overview import ZeekOverview
 from utils.model_store import LoadedModel
-from utils.preprocessing import ParsedRecords
+from utils.readers import ParsedRecords
 from utils.schema import LABEL_COLUMN, SEVERITIES
 from utils.scoring import CHUNK_ROWS, ScoredRecords, iter_scored_chunks, score_records
 
@@ -31,7 +31,7 @@ class Analysis:
     ``top_features`` holds their feature rows and ``top_identity`` (Zeek input, else None)
     their identity columns, both indexed by the same row numbers. Identity is not kept for
     every row (for a large Zeek log it would cost more than everything else):
-    utils.preprocessing.iter_identity reads it again for per-row output.
+    utils.readers.iter_identity reads it again for per-row output.
     """
 
     input_kind: str

@@ -18,7 +18,7 @@ from contract.json_errors import JsonError
 from server.disk_space import is_out_of_space, is_storage_failure
 from server.gunicorn_errors import RequestParseError
 from server.multipart import FormLimitExceeded
-from utils.preprocessing import InputFormatError
+from utils.readers import InputFormatError
 
 log = logging.getLogger("anomalyze.server")
 

@@ -1,7 +1,7 @@
 """``{"records": [...]}`` bodies of /api/predict-json, checked by the same parser as uploads.
 
 The records are written out as KDD CSV text (a header line, then one line per record) and read
-back with utils.preprocessing.read_records, so a JSON record is valid exactly when the same
+back with utils.readers.read_records, so a JSON record is valid exactly when the same
 values in an uploaded file would be. Only what CSV text cannot carry is checked here: the
 body's shape, value types, and separators or line breaks inside a value. The parser's line
 numbers are turned back into record indexes.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.errors import ApiError
-from utils.preprocessing import MAX_PROBLEMS, InputFormatError, ParsedRecords, read_records
+from utils.readers import MAX_PROBLEMS, InputFormatError, ParsedRecords, read_records
 from utils.schema import FEATURE_NAMES, LABEL_COLUMN, N_FEATURES
 
 _FIELDS = (*FEATURE_NAMES, LABEL_COLUMN)

@@ -25,7 +25,7 @@ from server.query_params import whole_number
 from server.request_log import note_request
 from server.responses import csv_rows, prediction
 from server.uploads import Received, UploadSink, get_sink
-from utils.preprocessing import iter_identity
+from utils.readers import iter_identity
 from utils.registry import RegistryBusyError
 
 log = logging.getLogger("anomalyze.server")

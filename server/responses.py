@@ -142,7 +142,7 @@ def csv_rows(analysis: Analysis,
     """One CSV line per input record, in blocks, for a streamed response.
 
     ``identity``: the input's identity columns in row order, in parts of any size (Zeek input:
-    utils.preprocessing.iter_identity); closed when the rows end or the client goes away.
+    utils.readers.iter_identity); closed when the rows end or the client goes away.
     """
     try:
         yield from _csv_blocks(analysis, identity)

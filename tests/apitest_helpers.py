@@ -17,7 +17,7 @@ import pytest
 
 from server.request_log import LOGGER_NAME
 from utils.model_store import save_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.schema import FEATURE_NAMES
 from utils.training import train
 

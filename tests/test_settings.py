@@ -17,7 +17,7 @@ import settings
 from settings import READERS, REPO_ROOT, SETTINGS, SettingError, load_settings, parsers
 from settings.__main__ import main as settings_main
 from settings.markdown import DOCS, render_table, selected, stale_documents
-from utils import preprocessing, retraining
+from utils import readers, retraining
 from utils import registry as upload_registry
 from utils.gunicorn_worker import ClientLimits
 
@@ -80,7 +80,7 @@ def test_library_defaults_agree_with_the_table():
     assert api["RETRAIN_CATEGORY_TOLERANCE"] == retraining.DEFAULT_CATEGORY_TOLERANCE
     assert api["RETRAIN_MAX_ROWS_PER_UPLOAD"] == retraining.DEFAULT_MAX_ROWS_PER_UPLOAD
     assert api["RETRAIN_MAX_ROWS_PER_CLIENT"] == retraining.DEFAULT_MAX_ROWS_PER_CLIENT
-    assert api["MAX_DECOMPRESSED_MB"] * (1 << 20) == preprocessing.DEFAULT_MAX_DECOMPRESSED_BYTES
+    assert api["MAX_DECOMPRESSED_MB"] * (1 << 20) == readers.DEFAULT_MAX_DECOMPRESSED_BYTES
     assert api["MAX_UPLOAD_MB"] == load_settings("frontend", {})["MAX_UPLOAD_MB"]
     for reader in ("gunicorn", "gunicorn_frontend"):
         assert ClientLimits.from_settings(load_settings(reader, {})) == ClientLimits()

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils import schema, zeek
-from utils.preprocessing import InputFormatError, read_records
-from utils.zeek import IDENTITY_COLUMNS, normalise_zeek_label, read_zeek_records
+from utils import schema
+from utils.readers import InputFormatError, read_records, zeek_log
+from utils.readers.zeek import IDENTITY_COLUMNS, normalise_zeek_label, read_zeek_records
 
 ZEEK_SAMPLES = Path(__file__).resolve().parents[2] / "shared/data/zeek"
 needs_samples = pytest.mark.skipif(
@@ -120,7 +120,7 @@ def test_json_lines_read_like_the_same_tsv():
 
 def test_json_read_in_chunks_gives_the_same_records(monkeypatch):
     whole = read_zeek_records(zeek_json())
-    monkeypatch.setattr(zeek, "_JSON_CHUNK_ROWS", 2)
+    monkeypatch.setattr(zeek_log, "_JSON_CHUNK_ROWS", 2)
     chunked = read_zeek_records(zeek_json())
     pd.testing.assert_frame_equal(chunked.features, whole.features)
     pd.testing.assert_frame_equal(chunked.identity, whole.identity)

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 
 from tests.zeek_logs import FIELDS, conn_rows, json_log, tsv_log
-from utils import zeek_stream
-from utils.preprocessing import (
+from utils.readers import (
     InputFormatError,
     ParsedRecords,
     iter_identity,
     iter_record_chunks,
     read_records,
+    zeek_stream,
 )
-from utils.zeek_stream import _trailing_max
+from utils.readers.zeek_stream import _trailing_max
 
 ROWS = conn_rows(1500, long_seconds=2.0)  # about 800 rows in a connection's life
 

@@ -24,7 +24,7 @@ from communityid import CommunityID, FlowTuple
 from communityid.error import FlowTupleError
 
 from utils.model_store import LoadedModel
-from utils.preprocessing import ParsedRecords
+from utils.readers import ParsedRecords
 from utils.schema import SEVERITIES
 from utils.scoring import ScoredRecords, explain
 

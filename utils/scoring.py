@@ -11,7 +11,7 @@ import pandas as pd
 from utils.metrics import evaluate
 from utils.model_store import LoadedModel
 from utils.parallel import ordered_map, scoring_threads
-from utils.preprocessing import (
+from utils.readers import (
     ParsedRecords,
     ParseTask,
     iter_parse_tasks,

@@ -25,7 +25,7 @@ from utils.detector import DEFAULT_N_CLUSTERS, KMeansEnsembleDetector
 from utils.features import KDDFeatureTransformer
 from utils.metrics import categories, evaluate
 from utils.model_store import library_versions, new_version, utc_now
-from utils.preprocessing import ParsedRecords
+from utils.readers import ParsedRecords
 from utils.schema import FEATURE_NAMES, NUMERIC_FEATURES
 from utils.thresholds import choose_threshold
 

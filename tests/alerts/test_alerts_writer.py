@@ -26,7 +26,7 @@ from utils.alerts import (
     risk_scores,
     to_ndjson,
 )
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ALERTS.md"

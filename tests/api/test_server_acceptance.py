@@ -14,7 +14,7 @@ from server import create_app
 from server.responses import percent
 from utils.metrics import evaluate
 from utils.model_store import load_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.scoring import score_records
 
 pytestmark = pytest.mark.slow

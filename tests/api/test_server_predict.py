@@ -16,11 +16,10 @@ from apitest_helpers import kdd_line, normal_values, synthetic_kdd, upload
 
 from server import analysis as analysis_module
 from server import responses
-from utils import preprocessing
 from utils.metrics import evaluate
 from utils.model_store import load_model
-from utils.preprocessing import read_records
-from utils.schema import SEVERITIES
+from utils.readers import dispatch, read_records
+from utils.schema import FEATURE_NAMES, SEVERITIES
 from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
 
 STORED_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{16}\.(txt|csv|log|tsv|json|gz)$")
@@ -150,6 +149,26 @@ def test_gzip_upload_is_read_like_the_plain_file(client, labeled_upload):
     zipped = upload(client, gzip.compress(labeled_upload), name="traffic.txt.gz").get_json()
     assert zipped["anomalies"] == plain["anomalies"]
     assert zipped["metrics"] == plain["metrics"]
+
+
+# The names of the OpenML / datahub copy of KDD Cup 1999 (and of fetch_kddcup99 CSVs).
+L_PREFIXED = ("num_compromised", "root_shell", "su_attempted", "num_root", "num_file_creations",
+              "num_shells", "num_access_files", "num_outbound_cmds")
+
+
+def test_a_csv_with_fetch_kddcup99_column_names_is_scored_like_a_headerless_file(client):
+    lines = synthetic_kdd(40, 10).decode().splitlines()
+    headerless = [line.rsplit(",", 1)[0] for line in lines]  # KDD Cup 1999: no difficulty
+    header = [f"l{name}" if name in L_PREFIXED else name for name in FEATURE_NAMES]
+    with_header = [",".join([*header, "labels"]), *(line + "." for line in headerless)]
+
+    named = upload(client, ("\n".join(with_header) + "\n").encode(), name="kdd.csv")
+    plain = upload(client, ("\n".join(headerless) + "\n").encode()).get_json()
+
+    assert named.status_code == 200, named.get_json()
+    assert named.get_json()["has_labels"] is True
+    assert named.get_json()["anomalies"] == plain["anomalies"]
+    assert named.get_json()["metrics"] == plain["metrics"]
 
 
 def test_zeek_anomalies_carry_the_connection_identity(client, zeek_upload):
@@ -419,7 +438,7 @@ def test_each_request_logs_one_json_line(client, labeled_upload, log_lines):
 
 
 def test_scoring_on_several_threads_matches_one_thread(model_dir, monkeypatch):
-    monkeypatch.setattr(preprocessing, "_MIN_PIECE_BYTES", 1)  # cut even this small file
+    monkeypatch.setattr(dispatch, "_MIN_PIECE_BYTES", 1)  # cut even this small file
     data = synthetic_kdd(700, 300, seed=12)
     model = load_model(model_dir)
     runs = {threads: list(iter_scored_chunks(model, data, chunk_rows=400, threads=threads))

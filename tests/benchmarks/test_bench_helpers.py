@@ -8,8 +8,9 @@ from conftest import REPO_ROOT
 import benchmarks.throughput as throughput
 from benchmarks.quality import thin_roc
 from benchmarks.throughput import linearity, measure_one_size, repeated_payload
-from benchmarks.zeek_bench import read_conns, subset, synthetic_log, temporal_split
-from utils.preprocessing import ParsedRecords
+from benchmarks.zeek_bench import subset, synthetic_log, temporal_split
+from utils.readers import ParsedRecords
+from utils.readers.zeek import read_connections
 
 HEADER = (b"#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\t"
           b"proto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\tlabel\n")
@@ -58,18 +59,18 @@ def test_thin_roc_keeps_the_curve_exact_at_its_points():
     assert tpr[np.searchsorted(fpr, 0.1)] >= (scores[y] > t).mean() - 1e-9
 
 
-def test_read_conns_types_the_columns_the_derivation_needs():
-    conns = read_conns(LOG)
+def test_the_benchmark_derives_from_the_zeek_readers_typed_columns():
+    conns = read_connections(LOG)  # what derivation_speed times derive_kdd_features on
     assert len(conns) == 3
     assert conns["id.resp_p"].tolist() == [80, 53, 22]
     assert np.isnan(conns["orig_bytes"].iloc[1]) and conns["ts"].iloc[0] == 5.0
-    assert pd.isna(conns["service"].iloc[2]) and "label" not in conns
+    assert pd.isna(conns["service"].iloc[2])
 
 
 def test_synthetic_log_repeats_rows_later_in_time():
     data = synthetic_log(LOG, 7)
     assert b"#close" not in data and data.startswith(b"#separator")
-    conns = read_conns(data)
+    conns = read_connections(data)
     assert len(conns) == 7
     span = 5.0 - 1.0 + 10.0
     np.testing.assert_allclose(conns["ts"], [5, 1, 3, 5 + span, 1 + span, 3 + span, 5 + 2 * span])
@@ -89,9 +90,10 @@ def test_temporal_split_and_subset():
     assert list(part.features.index) == [0, 1, 2] and part.input_kind == "zeek"
 
 
-def test_read_conns_feeds_the_derivation_what_the_zeek_reader_does():
-    from utils.preprocessing import read_records
+def test_the_benchmarks_connection_table_gives_the_features_the_zeek_reader_does():
+    from utils.readers import read_records
     from utils.zeek_features import derive_kdd_features
 
-    pd.testing.assert_frame_equal(derive_kdd_features(read_conns(LOG)).reset_index(drop=True),
+    pd.testing.assert_frame_equal(derive_kdd_features(read_connections(LOG))
+                                  .reset_index(drop=True),
                                   read_records(LOG).features.reset_index(drop=True))

@@ -16,7 +16,7 @@ from utils.detector import (
     _pattern_blocks,
 )
 from utils.model_store import load_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 
 
 def blobs(n: int = 3000, seed: int = 0) -> np.ndarray:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from utils.features import KDDFeatureTransformer
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
 

@@ -14,7 +14,7 @@ from utils.model_store import (
     load_model,
     save_model,
 )
-from utils.preprocessing import ParsedRecords
+from utils.readers import ParsedRecords
 from utils.schema import FEATURE_NAMES, NUMERIC_FEATURES
 from utils.scoring import explain, score_features, score_histogram
 from utils.training import train

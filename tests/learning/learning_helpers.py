@@ -14,7 +14,7 @@ from pathlib import Path
 
 from utils.local_server import ServerProcess, gunicorn_command
 from utils.model_store import save_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.registry import Registration, UploadQuota
 from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.training import file_digest, train

@@ -17,7 +17,7 @@ from learning_helpers import kdd_bytes
 
 from utils.metrics import evaluate
 from utils.model_store import load_model
-from utils.preprocessing import ParsedRecords, read_records
+from utils.readers import ParsedRecords, read_records
 from utils.scoring import score_records
 
 # The reported attack: four families across DoS, Probe and R2L that KDDTrain+ holds few or

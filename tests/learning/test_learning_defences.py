@@ -15,7 +15,7 @@ from learning_helpers import kdd_bytes, register
 
 from settings import SettingError, load_settings
 from utils.model_store import load_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.registry import (
     NotQuarantined,
     UnknownUpload,

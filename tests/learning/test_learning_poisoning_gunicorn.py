@@ -31,7 +31,7 @@ from poison_helpers import (
 
 from tests.conftest import REPO_ROOT, poll
 from utils.model_store import ModelLoadError, load_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

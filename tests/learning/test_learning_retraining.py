@@ -12,7 +12,7 @@ import pytest
 from learning_helpers import kdd_bytes, register, zeek_upload
 
 from utils.model_store import MODEL_FILE, VERSIONS_DIR, list_versions, load_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.registry import RetrainBusy, RetrainLock
 from utils.retraining import (
     RetrainError,

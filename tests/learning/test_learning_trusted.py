@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from tests.conftest import REPO_ROOT
 from utils.model_store import load_model
-from utils.preprocessing import read_records
+from utils.readers import read_records
 from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.retraining import RetrainSettings, run_queued
 

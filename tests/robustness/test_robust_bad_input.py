@@ -26,12 +26,12 @@ from robust_helpers import (
     upload,
 )
 
-from utils.preprocessing import DEFAULT_MAX_DECOMPRESSED_BYTES
+from utils.readers import DEFAULT_MAX_DECOMPRESSED_BYTES
 from utils.schema import FEATURE_NAMES
 
 STORED_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{16}\.(txt|csv|log|tsv|json|gz)$")
 MB = 1 << 20
-PARSER_MAX_LINE = 1 * MB  # utils/preprocessing.py _MAX_LINE_BYTES
+PARSER_MAX_LINE = 1 * MB  # utils/readers/source.py _MAX_LINE_BYTES
 
 
 def good_lines(n: int = 12, seed: int = 4) -> list[str]:

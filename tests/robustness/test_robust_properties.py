@@ -28,7 +28,7 @@ from robust_helpers import (
     upload,
 )
 
-from utils.preprocessing import (
+from utils.readers import (
     MAX_PROBLEMS,
     InputFormatError,
     iter_record_chunks,

@@ -116,7 +116,7 @@ def test_a_log_too_far_out_of_time_order_is_a_413_json_error(client, monkeypatch
     import server.predict as predict
     from server import analysis
     from tests.zeek_logs import FIELDS, conn_rows, tsv_log
-    from utils import zeek_stream
+    from utils.readers import zeek_stream
 
     monkeypatch.setattr(zeek_stream, "MAX_HELD_ROWS", 700)
     monkeypatch.setattr(predict, "analyse_file",

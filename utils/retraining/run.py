@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from utils.model_store import LoadedModel, ModelLoadError, ModelStore
-from utils.preprocessing import InputFormatError, ParsedRecords, read_records
+from utils.readers import InputFormatError, ParsedRecords, read_records
 from utils.registry import Registry, Upload
 from utils.retraining.gate import gate, measure
 from utils.retraining.selection import UploadSelection

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from utils.model_store import LoadedModel
-from utils.preprocessing import ParsedRecords
+from utils.readers import ParsedRecords
 from utils.schema import FEATURE_NAMES
 from utils.scoring import score_features
 from utils.training import row_categories, split_validation

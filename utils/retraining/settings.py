@@ -36,7 +36,7 @@ class RetrainSettings:
     ``n_clusters`` None keeps the current model's k values (tests pass small ones).
     ``train_file`` None: ``<data_dir>/<file named in the current model card>``, else
     ``<data_dir>/KDDTrain+.txt``. ``max_decompressed_bytes`` bounds reading a kept upload
-    (None: utils.preprocessing's default), as the API bounded it when it arrived. ``store``
+    (None: utils.readers' default), as the API bounded it when it arrived. ``store``
     None: the model store on the local folder ``model_dir``.
     """
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from utils.preprocessing import InputFormatError, ParsedRecords
-from utils.zeek import ZeekLogReader, zeek_identity, zeek_records
+from utils.readers.records import InputFormatError, ParsedRecords
+from utils.readers.zeek import ZeekLogReader, zeek_identity, zeek_records
 from utils.zeek_features import derive_kdd_features, window_lookback
 
 # Held rows cost about 300-600 bytes each (the connection table; JSON strings are not shared).

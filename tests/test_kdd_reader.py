@@ -6,10 +6,11 @@ import contextlib
 import gzip
 import io
 import pickle
+import subprocess
 import sys
 import tracemalloc
-import types
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,20 +19,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settings import load_settings
-from utils import preprocessing
-from utils.preprocessing import (
+from utils.readers import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     InputFormatError,
     ParsedRecords,
-    _split_lines,
     detect_input_kind,
+    dispatch,
     iter_parse_tasks,
     iter_record_chunks,
     normalise_label,
     read_records,
 )
+from utils.readers.dispatch import _split_lines
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FORCE_LINE_PASS = b"\r \n"  # a blank line with a lone CR: valid, but the fast path declines it
 
 
@@ -122,6 +124,70 @@ def test_header_columns_are_matched_by_name_in_any_order():
 
     expected = read_records(make_file([make_row("smurf", "3", src_bytes="7")]))
     assert_same_records(records, expected)
+
+
+# Column names other exports use: the OpenML / datahub copy of KDD Cup 1999 (and CSVs written
+# from scikit-learn's fetch_kddcup99 with its names) prefix eight content features with "l";
+# the KDD Cup task description writes "is_hot_login".
+FEATURE_ALIASES = [
+    ("num_compromised", "lnum_compromised"), ("root_shell", "lroot_shell"),
+    ("su_attempted", "lsu_attempted"), ("num_root", "lnum_root"),
+    ("num_file_creations", "lnum_file_creations"), ("num_shells", "lnum_shells"),
+    ("num_access_files", "lnum_access_files"), ("num_outbound_cmds", "lnum_outbound_cmds"),
+    ("is_host_login", "is_hot_login"),
+]
+LABEL_ALIASES = ["label", "labels", "class", "attack", "outcome"]
+DIFFICULTY_ALIASES = ["difficulty", "difficulty_level", "level"]
+
+
+def spelled(name: str, case: str) -> str:
+    return {"lower": name, "upper": name.upper(), "title": name.title()}[case]
+
+
+@pytest.mark.parametrize("case", ["lower", "upper", "title"])
+@pytest.mark.parametrize(("column", "alias"), FEATURE_ALIASES)
+def test_header_may_name_a_feature_by_a_known_alias(column, alias, case):
+    header = [spelled(alias, case) if name == column else name for name in FEATURE_NAMES]
+    row = make_row(None, None, **{column: "3"})
+
+    records = read_records(make_file([row], header=header))
+
+    assert_same_records(records, read_records(make_file([row], header=[*FEATURE_NAMES])))
+    assert records.features[column].tolist() == [3.0]
+
+
+@pytest.mark.parametrize("case", ["lower", "upper", "title"])
+@pytest.mark.parametrize("difficulty", DIFFICULTY_ALIASES)
+@pytest.mark.parametrize("label", LABEL_ALIASES)
+def test_header_may_name_label_and_difficulty_by_a_known_alias(label, difficulty, case):
+    header = [*FEATURE_NAMES, spelled(label, case), spelled(difficulty, case)]
+    rows = [make_row("normal.", "21"), make_row("Neptune", "7")]
+
+    records = read_records(make_file(rows, header=header))
+
+    assert records.labels.tolist() == ["normal", "neptune"]
+    assert records.difficulty.tolist() == [21, 7]
+    assert_same_records(records, read_records(make_file(rows)))
+
+
+def test_a_csv_with_fetch_kddcup99_column_names_is_read():
+    renamed = dict(FEATURE_ALIASES[:8])
+    header = [renamed.get(name, name) for name in FEATURE_NAMES] + ["labels"]
+    rows = [make_row("normal.", None, num_root="2"), make_row("smurf.", None, su_attempted="1")]
+
+    records = read_records(make_file(rows, header=header))
+
+    assert records.labels.tolist() == ["normal", "smurf"]
+    assert records.features["num_root"].tolist() == [2.0, 0.0]
+    assert records.features["su_attempted"].tolist() == [0.0, 1.0]
+    assert records.difficulty is None
+
+
+def test_a_column_and_its_alias_together_are_refused():
+    header = [*FEATURE_NAMES, "lnum_root"]
+    error = refusal(make_file([[*make_row(None, None), "0"]], header=header))
+    assert error.error_type == "invalid_format"
+    assert str(error) == "line 1: columns 'num_root' and 'lnum_root' both name the num_root"
 
 
 def test_bom_crlf_blank_lines_and_padding_are_tolerated():
@@ -485,7 +551,7 @@ def test_chunk_errors_carry_whole_file_line_numbers():
 @pytest.fixture
 def tiny_pieces(monkeypatch):
     """Let a test file of a few rows be cut (real pieces are at least 256 KB)."""
-    monkeypatch.setattr(preprocessing, "_MIN_PIECE_BYTES", 1)
+    monkeypatch.setattr(dispatch, "_MIN_PIECE_BYTES", 1)
 
 
 def test_small_chunks_are_not_cut_for_threads():
@@ -543,11 +609,13 @@ def test_input_kind_is_detected_from_the_first_bytes(head, kind):
     assert detect_input_kind(head) == kind
 
 
-def test_zeek_logs_are_refused_when_no_zeek_reader_is_installed(monkeypatch):
-    monkeypatch.setitem(sys.modules, "utils.zeek", None)  # makes the import fail
-    error = refusal(b"#separator \\x09\n#fields\tts\n1.0\n")
-    assert error.error_type == "invalid_format"
-    assert str(error) == "Zeek logs are not supported by this server"
+def test_a_broken_zeek_reader_stops_the_import_instead_of_refusing_uploads():
+    """An import error in the Zeek modules must surface at start-up, not as a 400 per upload."""
+    code = ("import sys; sys.modules['utils.readers.zeek_stream'] = None\n"
+            "try:\n    import utils.readers\nexcept ImportError:\n    sys.exit(3)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
 
 
 def test_zeek_logs_go_to_the_zeek_readers(monkeypatch):
@@ -563,11 +631,8 @@ def test_zeek_logs_go_to_the_zeek_readers(monkeypatch):
         yield ParsedRecords(parsed.features, parsed.labels, None, input_kind="zeek",
                             numbered=True)
 
-    for name, function in (("utils.zeek", read_zeek_records),
-                           ("utils.zeek_stream", iter_zeek_batches)):
-        fake = types.ModuleType(name)
-        setattr(fake, function.__name__, function)
-        monkeypatch.setitem(sys.modules, name, fake)
+    monkeypatch.setattr(dispatch, "read_zeek_records", read_zeek_records)
+    monkeypatch.setattr(dispatch, "iter_zeek_batches", iter_zeek_batches)
     log = b'{"ts": 1.0}\n{"ts": 2.0}\n'
 
     assert read_records(gzip.compress(log)).input_kind == "zeek"
