@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.zeek_logs import FIELDS, conn_rows, json_log, tsv_log
+from tests.helpers.zeek_logs import FIELDS, conn_rows, json_log, tsv_log
 from utils import zeek_stream
 from utils.preprocessing import (
     InputFormatError,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apitest_helpers import synthetic_kdd
-from ecs_fields import CUSTOM_TYPES, ECS_TYPES, alert_problems
 
+from tests.helpers.ecs_fields import CUSTOM_TYPES, ECS_TYPES, alert_problems
+from tests.helpers.kdd_data import synthetic_kdd
 from utils.alerts import (
     ECS_VERSION,
     RISK_BANDS,
@@ -307,7 +307,7 @@ def test_the_docs_example_is_a_valid_alert():
 
 def test_a_zeek_log_read_in_chunks_gives_the_alerts_of_a_whole_read_with_service(model,
                                                                                   tmp_path):
-    from tests.zeek_logs import conn_rows, tsv_log
+    from tests.helpers.zeek_logs import conn_rows, tsv_log
 
     path = tmp_path / "conn.log"
     path.write_bytes(tsv_log(conn_rows(1_500, seed=3)))

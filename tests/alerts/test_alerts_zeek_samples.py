@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ecs_fields import alert_problems
 
-from tests.conftest import REPO_ROOT, require_file
+from tests.helpers.ecs_fields import alert_problems
+from tests.helpers.repo import REPO_ROOT, require_file
 from utils.alerts import ecs_alerts
 from utils.model_store import load_model
 from utils.scoring import iter_scored_chunks

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from server import create_app
-from tests.conftest import poll
+from tests.helpers.waiting import poll
 from utils.schema import FEATURE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

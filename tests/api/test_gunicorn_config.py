@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
+
+from tests.helpers.repo import REPO_ROOT
 
 BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CLIENT_LIMITS = ("ANOMALYZE_CLIENT_READ_TIMEOUT", "ANOMALYZE_CLIENT_HEADER_TIMEOUT",

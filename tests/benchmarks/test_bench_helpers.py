@@ -3,12 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT
 
 import benchmarks.throughput as throughput
 from benchmarks.quality import thin_roc
 from benchmarks.throughput import linearity, measure_one_size, repeated_payload
 from benchmarks.zeek_bench import read_conns, subset, synthetic_log, temporal_split
+from tests.helpers.repo import REPO_ROOT
 from utils.preprocessing import ParsedRecords
 
 HEADER = (b"#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\t"

@@ -2,13 +2,13 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
+from tests.helpers.repo import REPO_ROOT
 from utils.detector import (
     _BLOCK_ROWS,
     SEVERITY_LEVELS,

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from learning_helpers import SMALL_K, copy_model, lines_of, train_small, write_base
 
+from tests.helpers.kdd_data import lines_of, write_base
+from tests.helpers.models import SMALL_K, copy_model, train_small
 from utils.retraining import RetrainSettings
 from utils.upload_registry import UploadRegistry
 
@@ -47,5 +48,5 @@ def fresh_lines(kdd_train20_path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def test_lines(kdd_test_path) -> list[str]:
-    return lines_of(kdd_test_path)
+def test_lines(kdd_test_lines) -> list[str]:
+    return kdd_test_lines

@@ -9,10 +9,11 @@ import sys
 import time
 
 import pytest
-from learning_helpers import SMALL_K, copy_model, kdd_bytes
 
 from server import create_app
 from server.retrain import RetrainLauncher
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import SMALL_K, copy_model
 from utils.model_store import load_model
 from utils.retraining import RetrainSettings, run_queued
 

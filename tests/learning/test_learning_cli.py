@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 
-from learning_helpers import REPO_ROOT, SMALL_K_TEXT, kdd_bytes, register
-
-from tests.conftest import poll
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import SMALL_K_TEXT
+from tests.helpers.registry import register
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.waiting import poll
 from utils.model_store import MODEL_FILE
 from utils.upload_registry import RetrainLock
 

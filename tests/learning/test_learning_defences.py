@@ -11,9 +11,10 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from learning_helpers import kdd_bytes, register
 
 from settings import SettingError, load_settings
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.registry import register
 from utils.model_store import load_model
 from utils.preprocessing import read_records
 from utils.retraining import RetrainSettings, UploadSelection, gate, rollback, run_queued

@@ -7,11 +7,12 @@ from __future__ import annotations
 import io
 
 import pytest
-from learning_helpers import copy_model, kdd_bytes
 
 from server import create_app
 from server.config import load_config
 from server.retrain import RetrainLauncher
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import copy_model
 from utils.retraining import RetrainSettings, run_queued
 
 TOKEN = "s3cret-admin-token"

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from learning_helpers import SMALL_K_TEXT, Gunicorn, copy_model, kdd_bytes
 
-from tests.conftest import poll
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import SMALL_K_TEXT, copy_model
+from tests.helpers.servers import Gunicorn
+from tests.helpers.waiting import poll
 from utils.model_store import load_model
 from utils.upload_registry import UploadRegistry, pid_alive
 

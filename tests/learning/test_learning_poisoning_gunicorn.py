@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from learning_helpers import Gunicorn, copy_model
-from poison_helpers import (
+
+from tests.helpers.models import copy_model
+from tests.helpers.poisoning import (
     FOUR_FAMILIES,
     OTHER_FAMILIES,
     UNLABELED_FAMILIES,
@@ -28,8 +29,9 @@ from poison_helpers import (
     build_attack,
     measure_model,
 )
-
-from tests.conftest import REPO_ROOT, poll
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import Gunicorn
+from tests.helpers.waiting import poll
 from utils.model_store import ModelLoadError, load_model
 from utils.preprocessing import read_records
 

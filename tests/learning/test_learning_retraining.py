@@ -9,8 +9,10 @@ import sys
 
 import pandas as pd
 import pytest
-from learning_helpers import kdd_bytes, register, zeek_upload
 
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.registry import register
+from tests.helpers.zeek_logs import zeek_sample
 from utils.model_store import MODEL_FILE, VERSIONS_DIR, load_model
 from utils.preprocessing import read_records
 from utils.retraining import (
@@ -254,7 +256,7 @@ def test_a_process_that_finds_the_lock_taken_leaves_the_request_queued(setup, fr
 
 
 def test_only_uploads_of_the_models_input_kind_feed_it(setup, fresh_lines):
-    zeek = register(setup.registry, zeek_upload()).upload
+    zeek = register(setup.registry, zeek_sample()).upload
     assert zeek.input_kind == "zeek"
     register_batches(setup.registry, fresh_lines, 10)
     setup.settings.tolerance = setup.settings.category_tolerance = 1.0

@@ -13,11 +13,12 @@ import random
 import shutil
 
 import pytest
-from learning_helpers import kdd_bytes, register
-from poison_helpers import measure_model
 from threadpoolctl import threadpool_limits
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.poisoning import measure_model
+from tests.helpers.registry import register
+from tests.helpers.repo import REPO_ROOT
 from utils.model_store import load_model
 from utils.preprocessing import read_records
 from utils.retraining import RetrainSettings, run_queued

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from robust_helpers import Gunicorn, leftover_temp_files, stored_files, synthetic_kdd
 
-from tests.conftest import fill_disk
+from tests.helpers.disk import fill_disk, leftover_temp_files, stored_files
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.servers import Gunicorn
 
 pytestmark = pytest.mark.e2e
 

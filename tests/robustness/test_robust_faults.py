@@ -15,16 +15,10 @@ import time
 
 import joblib
 import pytest
-from robust_helpers import (
-    assert_json_error,
-    leftover_temp_files,
-    make_app,
-    stored_files,
-    synthetic_kdd,
-    upload,
-)
 
-from tests.conftest import fill_disk
+from tests.helpers.api_calls import assert_json_error, make_app, upload
+from tests.helpers.disk import fill_disk, leftover_temp_files, stored_files
+from tests.helpers.kdd_data import synthetic_kdd
 from utils.model_store import MODEL_FILE, load_model
 from utils.upload_registry import UploadRegistry
 

@@ -22,14 +22,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import requests
-from robust_helpers import (
-    REPO_ROOT,
-    Gunicorn,
-    leftover_temp_files,
-    rss_mb,
-    stored_files,
-)
 
+from tests.helpers.disk import leftover_temp_files, stored_files
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import Gunicorn, rss_mb
 from utils.upload_registry import UploadRegistry
 
 pytestmark = pytest.mark.e2e

@@ -18,20 +18,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from robust_helpers import (
-    FORBIDDEN_TARGETS,
-    GENERIC_500,
-    REPO_ROOT,
-    assert_json_error,
-    kdd_line,
-    make_app,
-    normal_values,
-    stored_files,
-    synthetic_kdd,
-    upload,
-)
 
 from server.retrain import RetrainLauncher
+from tests.helpers.api_calls import (
+    FORBIDDEN_TARGETS,
+    GENERIC_500,
+    assert_json_error,
+    make_app,
+    upload,
+)
+from tests.helpers.disk import stored_files
+from tests.helpers.kdd_data import kdd_line, normal_values, synthetic_kdd
+from tests.helpers.repo import REPO_ROOT
 
 TOKEN = "robustness-admin-token-0123456789"
 ADMIN_ROUTES = ["/api/retrain", "/api/models/rollback"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from server import create_app
-from tests.conftest import REPO_ROOT, require_file
+from tests.helpers.repo import REPO_ROOT, require_file
 
 ZEEK_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "zeek"
 IDENTITY = ("uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")
@@ -85,7 +85,7 @@ def test_answers_for_a_log_read_in_chunks_equal_those_for_one_chunk(client, monk
 
     import server.predict as predict
     from server import analysis
-    from tests.zeek_logs import conn_rows, tsv_log
+    from tests.helpers.zeek_logs import conn_rows, tsv_log
 
     data = tsv_log(conn_rows(1_200, seed=8, rate=300, long_seconds=2))
 
@@ -115,7 +115,7 @@ def test_a_log_too_far_out_of_time_order_is_a_413_json_error(client, monkeypatch
 
     import server.predict as predict
     from server import analysis
-    from tests.zeek_logs import FIELDS, conn_rows, tsv_log
+    from tests.helpers.zeek_logs import FIELDS, conn_rows, tsv_log
     from utils import zeek_stream
 
     monkeypatch.setattr(zeek_stream, "MAX_HELD_ROWS", 700)
