@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from utils.schema import FEATURE_NAMES
 
@@ -71,3 +72,8 @@ def write_base(source: Path, target: Path, rows: int = BASE_ROWS) -> Path:
     """The first ``rows`` lines of an NSL-KDD file: a training file small enough for tests."""
     target.write_text("\n".join(lines_of(source)[:rows]) + "\n")
     return target
+
+
+def row_keys(features: pd.DataFrame) -> set[int]:
+    """The distinct rows of a feature frame as hashes: which rows a run used, in any order."""
+    return set(pd.util.hash_pandas_object(features, index=False).tolist())

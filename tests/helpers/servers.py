@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import requests
+
 from tests.helpers.waiting import poll
 from utils.local_server import ServerProcess, free_port, gunicorn_command
 
@@ -56,6 +58,22 @@ class Gunicorn(ServerProcess):
                 with contextlib.suppress(ValueError):
                     lines.append(json.loads(text))
         return lines
+
+
+HTTP_TIMEOUT = (5, 60)  # connect, read (seconds)
+
+
+def fresh_get(server: ServerProcess, path: str) -> requests.Response:
+    """On a new connection, so any worker may answer."""
+    with requests.Session() as session:
+        return session.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT)
+
+
+def fresh_upload(server: ServerProcess, data: bytes, name: str = "t.txt") -> requests.Response:
+    """POST ``data`` to /api/predict on a new connection."""
+    with requests.Session() as session:
+        return session.post(f"{server.url}/api/predict", files={"file": (name, data)},
+                            timeout=HTTP_TIMEOUT)
 
 
 # --- gunicorn's processes, read from /proc --------------------------------------------------

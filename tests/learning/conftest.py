@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from server.retrain import RetrainLauncher
 from tests.helpers.kdd_data import lines_of, write_base
 from tests.helpers.models import SMALL_K, copy_model, train_small
 from utils.retraining import RetrainSettings
@@ -39,6 +40,15 @@ def setup(trained, tmp_path) -> Setup:
     settings = RetrainSettings(model_dir=model_dir, data_dir=data_dir, train_file=base,
                                n_clusters=SMALL_K)
     return Setup(base, model_dir, data_dir, registry, settings)
+
+
+@pytest.fixture
+def launches(monkeypatch) -> list[str]:
+    """The triggers of the retrain processes the app would have started (none is)."""
+    calls: list[str] = []
+    monkeypatch.setattr(RetrainLauncher, "launch",
+                        lambda self, trigger: calls.append(trigger) or 4242)
+    return calls
 
 
 @pytest.fixture(scope="session")

@@ -21,14 +21,6 @@ TOKEN = "s3cret-admin-token"
 
 
 @pytest.fixture
-def launches(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    monkeypatch.setattr(RetrainLauncher, "launch",
-                        lambda self, trigger: calls.append(trigger) or 4242)
-    return calls
-
-
-@pytest.fixture
 def app(trained, tmp_path, launches):
     _, model = trained
     return create_app({"TESTING": True, "MODEL_DIR": copy_model(model, tmp_path / "model"),

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from settings import SettingError, load_settings
-from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.kdd_data import kdd_bytes, row_keys
 from tests.helpers.registry import register
 from utils.model_store import load_model
 from utils.preprocessing import read_records
@@ -25,10 +25,6 @@ from utils.upload_registry import (
     UploadQuota,
     UploadRegistry,
 )
-
-
-def row_keys(features: pd.DataFrame) -> set[int]:
-    return set(pd.util.hash_pandas_object(features, index=False).tolist())
 
 
 def select(model, *uploads, **caps) -> UploadSelection:

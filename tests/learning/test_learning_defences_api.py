@@ -10,20 +10,11 @@ import pytest
 
 from server import create_app
 from server.config import load_config
-from server.retrain import RetrainLauncher
 from tests.helpers.kdd_data import kdd_bytes
 from tests.helpers.models import copy_model
 from utils.retraining import RetrainSettings, run_queued
 
 TOKEN = "s3cret-admin-token"
-
-
-@pytest.fixture
-def launches(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    monkeypatch.setattr(RetrainLauncher, "launch",
-                        lambda self, trigger: calls.append(trigger) or 4242)
-    return calls
 
 
 def make_app(trained, tmp_path, **config):

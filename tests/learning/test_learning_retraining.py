@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.kdd_data import kdd_bytes, row_keys
 from tests.helpers.registry import register
 from tests.helpers.zeek_logs import zeek_sample
 from utils.model_store import MODEL_FILE, VERSIONS_DIR, load_model
@@ -28,10 +28,6 @@ from utils.retraining import (
 from utils.scoring import score_records
 from utils.training import train
 from utils.upload_registry import RetrainBusy, RetrainLock
-
-
-def row_keys(features: pd.DataFrame) -> set[int]:
-    return set(pd.util.hash_pandas_object(features, index=False).tolist())
 
 
 def register_batches(registry, lines, n: int, size: int = 100, trusted: bool = False,

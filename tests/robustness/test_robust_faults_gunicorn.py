@@ -12,19 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.helpers.disk import leftover_temp_files, stored_files
 from tests.helpers.kdd_data import synthetic_kdd
 from tests.helpers.raw_http import read_http_response
-from tests.helpers.servers import Gunicorn, children, connection_owner
+from tests.helpers.servers import Gunicorn, children, connection_owner, fresh_get, fresh_upload
 from tests.helpers.waiting import poll
 from utils.model_store import MODEL_FILE, load_model
 from utils.upload_registry import UploadRegistry
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = (5, 60)  # connect, read (seconds)
 WAIT = 30.0  # bound of every poll
 
 
@@ -32,18 +30,6 @@ def wait_for(condition, what: str, deadline: float = WAIT):
     return poll(condition, what, deadline, interval=0.05)
 
 
-
-
-def fresh_get(server: Gunicorn, path: str) -> requests.Response:
-    """On a new connection, so either worker may answer."""
-    with requests.Session() as session:
-        return session.get(f"{server.url}{path}", timeout=TIMEOUT)
-
-
-def fresh_upload(server: Gunicorn, data: bytes, name: str = "t.txt") -> requests.Response:
-    with requests.Session() as session:
-        return session.post(f"{server.url}/api/predict", files={"file": (name, data)},
-                            timeout=TIMEOUT)
 
 
 @pytest.fixture
