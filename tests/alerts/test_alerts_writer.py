@@ -175,6 +175,7 @@ def test_no_anomaly_no_alert(model):
     assert to_ndjson([]) == b""
 
 
+@pytest.mark.slow
 def test_alert_rows_are_positions_in_the_whole_input_whatever_the_chunking(model, tmp_path):
     path = tmp_path / "traffic.txt"
     path.write_bytes(synthetic_kdd(60, 30, seed=9))
@@ -305,6 +306,7 @@ def test_the_docs_example_is_a_valid_alert():
     assert alert["ecs"]["version"] == ECS_VERSION
 
 
+@pytest.mark.slow
 def test_a_zeek_log_read_in_chunks_gives_the_alerts_of_a_whole_read_with_service(model,
                                                                                   tmp_path):
     from tests.helpers.zeek_logs import conn_rows, tsv_log

@@ -15,6 +15,7 @@ from utils.scoring import iter_scored_chunks
 ZEEK_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "zeek"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["scenario-malicious.conn.log.labeled",
                                   "ctu-botnet-4.conn.log.labeled"])
 def test_real_conn_logs_give_valid_alerts_joined_by_community_id(name: str):

@@ -242,6 +242,7 @@ def kdd_test_matrix(kdd_test_path):
     return model.detector, model.features.transform(read_records(kdd_test_path).features)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blas_threads", [1, 2])
 @pytest.mark.parametrize("size", [1, 17, 129, 3000])
 def test_a_record_scores_exactly_the_same_in_any_batch(size, blas_threads, kdd_test_matrix):

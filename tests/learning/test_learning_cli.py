@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.kdd_data import kdd_bytes
 from tests.helpers.models import SMALL_K_TEXT
 from tests.helpers.registry import register
@@ -15,6 +17,9 @@ from tests.helpers.repo import REPO_ROOT
 from tests.helpers.waiting import poll
 from utils.model_store import MODEL_FILE
 from utils.upload_registry import RetrainLock
+
+# retrain_model.py runs as a real process, most runs retrain a model
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 WAIT = 60.0  # seconds: bound of every poll below
 

@@ -159,6 +159,7 @@ def test_gate_refuses_a_category_whose_detection_drops_beyond_its_tolerance(afte
     assert ("detection" in reason.split(":")[0]) is not promote
 
 
+@pytest.mark.slow
 def test_the_gate_judges_on_the_training_files_split_and_trusted_rows_only(setup, test_lines):
     """Anonymous labeled rows, attack or normal, never join the gate's validation set."""
     no_gate(setup.settings)
@@ -190,6 +191,7 @@ def promote(setup, lines, n: int = 10, size: int = 60, *, trusted: bool = True,
     return shas
 
 
+@pytest.mark.slow
 def test_rollback_quarantines_what_the_rolled_back_version_learned_and_it_never_trains_again(
         setup, fresh_lines):
     no_gate(setup.settings)
@@ -208,6 +210,7 @@ def test_rollback_quarantines_what_the_rolled_back_version_learned_and_it_never_
     assert {u.status for u in setup.registry.uploads() if u.sha256 in second} == {"quarantined"}
 
 
+@pytest.mark.slow
 def test_a_released_upload_trains_again_from_the_next_run(setup, fresh_lines):
     no_gate(setup.settings)
     promote(setup, fresh_lines)
@@ -234,6 +237,7 @@ def test_release_names_unknown_and_unquarantined_uploads(setup, fresh_lines):
 # --- coalescing and the run history --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_hundred_one_row_uploads_queue_at_most_one_run(setup, fresh_lines):
     due = [register(setup.registry, kdd_bytes([line]), f"r{i}.txt", threshold=10).retrain_due
            for i, line in enumerate(fresh_lines[:100])]

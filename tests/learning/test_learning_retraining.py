@@ -29,6 +29,8 @@ from utils.scoring import score_records
 from utils.training import train
 from utils.upload_registry import RetrainBusy, RetrainLock
 
+pytestmark = pytest.mark.slow  # nearly every test runs a retrain on NSL-KDD rows
+
 
 def register_batches(registry, lines, n: int, size: int = 100, trusted: bool = False,
                      **kwargs) -> None:

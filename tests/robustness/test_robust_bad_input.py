@@ -280,6 +280,7 @@ def test_gzip_bomb_of_blank_lines_is_413_before_the_worker_timeout(client, data_
               f"413 after {elapsed:.1f} s")
 
 
+@pytest.mark.slow
 def test_gzip_bomb_of_records_is_413_with_bounded_memory(model_dir, data_dir, monkeypatch,
                                                          capsys):
     """64 MiB of valid records in a 0.2 MB gzip, with the decompressed limit lowered to 8 MB:

@@ -31,6 +31,8 @@ from utils.preprocessing import (
 )
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
+pytestmark = pytest.mark.slow  # 200 examples a test
+
 ERROR_TYPES = set().union(*UPLOAD_ERROR_TYPES.values())
 # Bounded: 200 examples per test; the deadline is generous (a shared CI machine) and only
 # catches pathological slowness, pytest-timeout (pyproject.toml) catches a real hang.

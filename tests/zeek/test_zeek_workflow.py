@@ -25,6 +25,7 @@ def client(tmp_path_factory):
     return app.test_client()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "rows", "labeled"), [
     ("scenario-malicious.conn.log.labeled", 992, 253),  # 739 Background rows are unknown
     ("ctu-botnet-4.conn.log.labeled", 22913, 22913),
@@ -79,6 +80,7 @@ def test_train_model_learns_own_traffic_from_a_conn_log(tmp_path):
     assert data["fit_rows"] <= round(19460 * 0.8) + 1
 
 
+@pytest.mark.slow
 def test_answers_for_a_log_read_in_chunks_equal_those_for_one_chunk(client, monkeypatch):
     """JSON and CSV, row for row, whether the API reads the log whole or in small chunks."""
     import functools
