@@ -20,7 +20,7 @@ from tests.helpers.waiting import poll
 from utils.model_store import load_model
 from utils.upload_registry import UploadRegistry, pid_alive
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TOKEN = "gunicorn-admin-token"
 WORKERS = 2

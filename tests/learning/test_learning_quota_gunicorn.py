@@ -22,7 +22,7 @@ from tests.helpers.kdd_data import kdd_bytes
 from tests.helpers.models import copy_model
 from tests.helpers.servers import Gunicorn
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MB = 1 << 20
 

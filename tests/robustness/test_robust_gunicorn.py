@@ -21,7 +21,7 @@ from tests.helpers.kdd_data import synthetic_kdd
 from tests.helpers.raw_http import MULTIPART_CONTENT_TYPE, read_http_response, streamed_upload
 from tests.helpers.servers import Gunicorn, RssSampler
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MB = 1 << 20
 LIMIT_MB = 200  # the default ANOMALYZE_MAX_UPLOAD_MB

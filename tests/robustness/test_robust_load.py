@@ -28,7 +28,7 @@ from tests.helpers.repo import REPO_ROOT
 from tests.helpers.servers import Gunicorn, rss_mb
 from utils.upload_registry import UploadRegistry
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CLIENTS = 8
 DURATION = 60.0  # seconds of load

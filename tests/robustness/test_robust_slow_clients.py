@@ -29,7 +29,7 @@ from tests.helpers.repo import REPO_ROOT
 from tests.helpers.servers import Gunicorn
 from utils.local_server import ServerProcess
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 HOST = "127.0.0.1"
 READ_TIMEOUT, HEADER_TIMEOUT, BODY_TIMEOUT = 2.0, 4.0, 6.0
