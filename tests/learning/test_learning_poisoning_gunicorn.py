@@ -35,7 +35,8 @@ from tests.helpers.waiting import poll
 from utils.model_store import ModelLoadError, load_model
 from utils.preprocessing import read_records
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Several retrains of the full training file: minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 TIMEOUT = (5, 120)
 WAIT = 1800.0  # bound of the wait for the runs: minutes on a loaded 2-core machine

@@ -24,7 +24,8 @@ from utils.preprocessing import read_records
 from utils.retraining import RetrainSettings, run_queued
 from utils.upload_registry import UploadRegistry
 
-pytestmark = pytest.mark.slow
+# Retrains on the full training file: minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def test_trusted_normal_uploads_cut_false_alarms_and_detection_holds(kdd_test_path,

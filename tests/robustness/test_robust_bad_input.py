@@ -262,7 +262,7 @@ def newline_bomb() -> bytes:
     return gzip_bomb(b"\n" * MB, DEFAULT_MAX_DECOMPRESSED_BYTES + MB)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(600)
 @pytest.mark.slow
 def test_gzip_bomb_of_blank_lines_is_413_before_the_worker_timeout(client, data_dir,
                                                                    newline_bomb, capsys):
