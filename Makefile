@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    start the ML API and the web frontend (committed model; no data needed)"
 	@echo "make test   lint and run every test (sets up the venv and the data set first)"
-	@echo "make test-fast  lint and run the tests not marked slow or e2e (about a minute)"
+	@echo "make test-fast  lint and run the tests not marked slow or e2e (the inner loop)"
 	@echo "make data   fetch NSL-KDD into \$$ANOMALYZE_DATA_DIR (default data/), checksums verified"
 	@echo "make train  train the default model on data/KDDTrain+.txt into models/"
 	@echo "make retrain  retrain now on KDDTrain+ plus kept uploads; promoted only if not worse"
