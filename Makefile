@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 NSLKDD_SEED ?= $(wildcard ../shared/data/nsl-kdd)
 PYTEST_ARGS ?=
 
-.PHONY: help venv data train retrain run test lint bench clean
+.PHONY: help venv data train retrain run test test-fast lint bench clean
 
 help:
 	@echo "make run    start the ML API and the web frontend (committed model; no data needed)"
 	@echo "make test   lint and run every test (sets up the venv and the data set first)"
+	@echo "make test-fast  lint and run the tests not marked slow or e2e (the inner loop)"
 	@echo "make data   fetch NSL-KDD into \$$ANOMALYZE_DATA_DIR (default data/), checksums verified"
 	@echo "make train  train the default model on data/KDDTrain+.txt into models/"
 	@echo "make retrain  retrain now on KDDTrain+ plus kept uploads; promoted only if not worse"
@@ -45,6 +46,11 @@ lint: venv
 
 test: venv data lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop: no test marked slow (trains models, loads the server) or e2e (starts real
+# processes); `make test` and CI still run everything.
+test-fast: venv data lint
+	$(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
 bench: data
 	$(PY) -m benchmarks.run_all

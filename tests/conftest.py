@@ -1,64 +1,30 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder: the NSL-KDD files, a small model trained on synthetic
+records, an app on it with its data in a temp folder, its log lines, a small disk, and the real
+engines (PostgreSQL, SeaweedFS, Dask). Helpers that are not fixtures live in tests/helpers/."""
 
 from __future__ import annotations
 
-import contextlib
-import os
+import logging
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import pytest
 
+from server.request_log import LOGGER_NAME
 from settings import load_settings
+from tests.helpers.api_calls import LogLines
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.models import train_model
+from tests.helpers.repo import nslkdd_path, skip_or_fail
+from tests.helpers.zeek_logs import zeek_sample
 from utils.local_engines import DaskCluster, EngineUnavailable, PostgresServer, S3Server
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def poll(condition: Callable[[], T], what: str, deadline: float = 30.0,
-         interval: float = 0.1) -> T:
-    """The first truthy value of ``condition()``, tried until ``deadline`` seconds pass.
-
-    Tests of background work (retrains, reloads) wait with this instead of sleeping a fixed
-    time: bounded, and as fast as the machine allows.
-    """
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-def skip_or_fail(message: str) -> NoReturn:
-    """Skip the test locally, fail it in CI (env CI set): CI installs everything, so a
-    missing file or program there is a broken setup, never a reason to test less."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require_file(path: Path, hint: str) -> Path:
-    """``path`` if it exists; otherwise skip the test locally, fail it in CI."""
-    if not path.is_file():
-        skip_or_fail(f"{path} is missing: {hint}")
-    return path
-
-
-def nslkdd_path(name: str) -> Path:
-    """An NSL-KDD file from ANOMALYZE_NSLKDD_DIR (default: the repo's data/ folder).
-
-    Tests point ANOMALYZE_DATA_DIR at temp folders for uploads, so the data set has its own
-    variable here. Missing files skip the test locally but fail it in CI (CI seeds data/).
-    """
-    folder = load_settings("tests")["NSLKDD_DIR"]
-    return require_file(folder / name,
-                        "run `make data` (CI seeds it from ../shared/data/nsl-kdd)")
+# --- the NSL-KDD files ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +40,58 @@ def kdd_train_path() -> Path:
 @pytest.fixture(scope="session")
 def kdd_train20_path() -> Path:
     return nslkdd_path("KDDTrain+_20Percent.txt")
+
+
+@pytest.fixture(scope="session")
+def kdd_test_lines(kdd_test_path) -> list[str]:
+    return kdd_test_path.read_text().splitlines()
+
+
+# --- a small model, the app on it, and what it logs ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A small three-model ensemble on synthetic records, fitted once per session."""
+    return train_model(tmp_path_factory.mktemp("model"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory) -> Path:
+    """A second small model with another version, for hot-reload tests."""
+    return train_model(tmp_path_factory.mktemp("model2"), seed=1)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def log_lines(app) -> Iterator[list[dict]]:
+    """The service's JSON log lines written while the test runs."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = LogLines()
+    handler.setFormatter(logger.handlers[0].formatter)
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def labeled_upload() -> bytes:
+    """60 rows: 40 normal, 20 neptune."""
+    return synthetic_kdd(40, 20, seed=7)
+
+
+@pytest.fixture
+def zeek_upload() -> bytes:
+    return zeek_sample()
 
 
 # --- a small disk ---------------------------------------------------------------------------
@@ -100,10 +118,7 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
         except OSError as exc:  # no mount(8) at all
             problem = str(exc)
         if problem is not None:
-            message = f"cannot mount a {size} tmpfs: {problem}"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
+            skip_or_fail(f"cannot mount a {size} tmpfs: {problem}")
         mounted.append(path)
         return path
 
@@ -111,23 +126,6 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     for path in reversed(mounted):
         if subprocess.run(["umount", str(path)], capture_output=True).returncode:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill_disk(folder: Path, leave: int = 0, name: str = "filler.bin") -> Path:
-    """Fill the file system of ``folder`` with one file, then give back about ``leave`` bytes
-    (to the page: tmpfs allocates 4 KiB at a time). Returns the file, to delete later."""
-    path = folder / name
-    block = b"\0" * (1 << 16)
-    with open(path, "wb", buffering=0) as out, contextlib.suppress(OSError):
-        while True:
-            out.write(block)  # a short write on the last block, then ENOSPC
-    with contextlib.suppress(OSError):
-        while True:  # the last few pages, a little at a time
-            with open(path, "ab", buffering=0) as out:
-                out.write(b"\0" * 4096)
-    if leave:
-        os.truncate(path, max(0, path.stat().st_size - leave))
-    return path
 
 
 # --- real servers (PostgreSQL, SeaweedFS, Dask) --------------------------------------------

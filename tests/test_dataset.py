@@ -205,6 +205,7 @@ def test_data_dir_comes_from_the_environment(tmp_path):
     assert data_dir({"ANOMALYZE_DATA_DIR": str(tmp_path)}) == tmp_path
 
 
+@pytest.mark.e2e
 def test_command_line_fails_with_a_message(tmp_path):
     (tmp_path / "empty").mkdir()
     result = subprocess.run(

@@ -579,6 +579,7 @@ def test_pieces_of_blank_lines_are_not_tasks(tiny_pieces):
     assert len(tasks) == 1 and len(tasks[0]()) == 4
 
 
+@pytest.mark.slow
 @given(st.lists(st.binary(max_size=12).filter(lambda b: b"\n" not in b), max_size=30),
        st.integers(1, 6))
 def test_cutting_for_threads_keeps_every_byte_and_cuts_at_line_ends(lines, pieces):
@@ -655,6 +656,7 @@ def test_input_format_error_survives_pickling():
 # --- properties ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_parse_or_raise_input_format_error(data):
@@ -665,6 +667,7 @@ def test_arbitrary_bytes_parse_or_raise_input_format_error(data):
 VALID_ROW = ",".join(make_row())
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.integers(0, len(VALID_ROW)),
@@ -695,6 +698,7 @@ record = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(record, min_size=1, max_size=6),

@@ -355,6 +355,7 @@ def reference_window_features(features: pd.DataFrame, conns: pd.DataFrame, host_
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("host_window", [255, 9])
 def test_vectorised_windows_match_a_row_by_row_reference(host_window):
     rng = np.random.default_rng(host_window)

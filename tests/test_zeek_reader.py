@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers.zeek_logs import tsv_log
 from utils import schema
 from utils.readers import InputFormatError, read_records, zeek_log
 from utils.readers.zeek import IDENTITY_COLUMNS, normalise_zeek_label, read_zeek_records
@@ -32,15 +33,8 @@ ROWS = [
 
 
 def zeek_tsv(rows=ROWS, fields=FIELDS, *, close=True, extra_header="") -> bytes:
-    lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
-             "#unset_field\t-", "#path\tconn", "#open\t2026-11-25-12-00-00",
-             "#fields\t" + "\t".join(fields), "#types\t" + "\t".join("string" for _ in fields)]
-    if extra_header:
-        lines.append(extra_header)
-    lines += ["\t".join(row) for row in rows]
-    if close:
-        lines.append("#close\t2026-11-25-12-00-01")
-    return ("\n".join(lines) + "\n").encode()
+    return tsv_log(rows, fields, close=close, opened="2026-11-25-12-00-00",
+                   extra_header=extra_header)
 
 
 def zeek_json(rows=ROWS, fields=FIELDS) -> bytes:

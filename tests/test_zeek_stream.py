@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.zeek_logs import FIELDS, conn_rows, json_log, tsv_log
+from tests.helpers.zeek_logs import FIELDS, conn_rows, json_log, tsv_log
 from utils.readers import (
     InputFormatError,
     ParsedRecords,
@@ -45,6 +45,7 @@ def assert_same_records(got: ParsedRecords, expected: ParsedRecords) -> None:
         pd.testing.assert_series_equal(got.labels, expected.labels, check_index_type=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [tsv_log, json_log], ids=["tsv", "json"])
 @pytest.mark.parametrize("pack", [bytes, gzip.compress], ids=["plain", "gzip"])
 def test_chunked_log_gives_the_whole_log_records_row_for_row(make, pack):
@@ -61,6 +62,7 @@ def test_chunked_log_gives_the_whole_log_records_row_for_row(make, pack):
     assert_same_records(got, whole)
 
 
+@pytest.mark.slow
 def test_rows_finished_together_are_derived_in_smaller_batches_with_the_same_result(
         monkeypatch):
     monkeypatch.setattr(zeek_stream, "BATCH_ROWS", 97)
@@ -69,6 +71,7 @@ def test_rows_finished_together_are_derived_in_smaller_batches_with_the_same_res
     assert_same_records(got, read_records(tsv_log(ROWS)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_rows", [3, 7, 13])
 def test_any_chunk_size_gives_the_same_records_for_late_and_tied_rows(chunk_rows):
     rows = conn_rows(50, seed=3, rate=20, long_share=0.2, long_seconds=3)
@@ -77,6 +80,7 @@ def test_any_chunk_size_gives_the_same_records_for_late_and_tied_rows(chunk_rows
     assert_same_records(got, read_records(data))
 
 
+@pytest.mark.slow
 def test_chunk_boundaries_inside_the_2_second_and_the_255_connection_windows():
     # one host, 10 connections per second: both windows hold every earlier row in reach,
     # and chunks of 40 lines cut through each of them
@@ -102,6 +106,7 @@ def test_a_connection_logged_long_after_its_start_still_counts_for_the_rows_afte
     assert parts[0].features.index.max() < 400
 
 
+@pytest.mark.slow
 def test_a_log_too_far_out_of_order_is_refused_as_too_large(monkeypatch):
     # held at once: a chunk, the 510 rows before it in time, and the rows that wait
     monkeypatch.setattr(zeek_stream, "MAX_HELD_ROWS", 700)

@@ -1,13 +1,12 @@
-"""Fixtures for the ECS alert tests: a small model trained here on synthetic records."""
+"""Fixtures for the ECS alert tests: the shared small model (tests/conftest.py), loaded."""
 
 from __future__ import annotations
 
 import pytest
-from apitest_helpers import train_model
 
 from utils.model_store import LoadedModel, load_model
 
 
 @pytest.fixture(scope="session")
-def model(tmp_path_factory) -> LoadedModel:
-    return load_model(train_model(tmp_path_factory.mktemp("alerts-model"), seed=0))
+def model(model_dir) -> LoadedModel:
+    return load_model(model_dir)

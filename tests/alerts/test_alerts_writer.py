@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apitest_helpers import synthetic_kdd
-from ecs_fields import CUSTOM_TYPES, ECS_TYPES, alert_problems
 
+from tests.helpers.ecs_fields import CUSTOM_TYPES, ECS_TYPES, alert_problems
+from tests.helpers.kdd_data import synthetic_kdd
 from utils.alerts import (
     ECS_VERSION,
     RISK_BANDS,
@@ -175,6 +175,7 @@ def test_no_anomaly_no_alert(model):
     assert to_ndjson([]) == b""
 
 
+@pytest.mark.slow
 def test_alert_rows_are_positions_in_the_whole_input_whatever_the_chunking(model, tmp_path):
     path = tmp_path / "traffic.txt"
     path.write_bytes(synthetic_kdd(60, 30, seed=9))
@@ -305,9 +306,10 @@ def test_the_docs_example_is_a_valid_alert():
     assert alert["ecs"]["version"] == ECS_VERSION
 
 
+@pytest.mark.slow
 def test_a_zeek_log_read_in_chunks_gives_the_alerts_of_a_whole_read_with_service(model,
                                                                                   tmp_path):
-    from tests.zeek_logs import conn_rows, tsv_log
+    from tests.helpers.zeek_logs import conn_rows, tsv_log
 
     path = tmp_path / "conn.log"
     path.write_bytes(tsv_log(conn_rows(1_500, seed=3)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ecs_fields import alert_problems
 
-from tests.conftest import REPO_ROOT, require_file
+from tests.helpers.ecs_fields import alert_problems
+from tests.helpers.repo import REPO_ROOT, require_file
 from utils.alerts import ecs_alerts
 from utils.model_store import load_model
 from utils.scoring import iter_scored_chunks
@@ -15,6 +15,7 @@ from utils.scoring import iter_scored_chunks
 ZEEK_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "zeek"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["scenario-malicious.conn.log.labeled",
                                   "ctu-botnet-4.conn.log.labeled"])
 def test_real_conn_logs_give_valid_alerts_joined_by_community_id(name: str):

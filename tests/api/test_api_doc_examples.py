@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from server import create_app
-from tests.conftest import poll
-from tests.zeek_logs import conn_rows, tsv_log
+from tests.helpers.waiting import poll
+from tests.helpers.zeek_logs import conn_rows, tsv_log
 from utils.schema import FEATURE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
+
+from tests.helpers.repo import REPO_ROOT
 
 BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CLIENT_LIMITS = ("ANOMALYZE_CLIENT_READ_TIMEOUT", "ANOMALYZE_CLIENT_HEADER_TIMEOUT",
@@ -40,6 +41,7 @@ def test_frontend_settings_use_the_same_worker_with_time_limits_on_slow_clients(
 @pytest.mark.parametrize(("variable", "value"), [
     ("ANOMALYZE_CLIENT_READ_TIMEOUT", "ten"), ("ANOMALYZE_CLIENT_HEADER_TIMEOUT", "0"),
     ("ANOMALYZE_CLIENT_BODY_TIMEOUT", "-5"), ("ANOMALYZE_CLIENT_BODY_TIMEOUT", "nan")])
+@pytest.mark.e2e
 def test_a_bad_client_time_limit_stops_gunicorn_at_start_up_naming_it(config_file, variable,
                                                                        value):
     env = {**os.environ, variable: value}

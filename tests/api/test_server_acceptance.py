@@ -8,10 +8,10 @@ import io
 
 import numpy as np
 import pytest
-from apitest_helpers import upload
 
 from server import create_app
 from server.responses import percent
+from tests.helpers.api_calls import upload
 from utils.metrics import evaluate
 from utils.model_store import load_model
 from utils.readers import read_records

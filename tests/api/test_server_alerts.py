@@ -6,11 +6,14 @@ import json
 import zlib
 
 import pytest
-from apitest_helpers import synthetic_kdd, upload, zeek_sample
-from ecs_fields import alert_problems
 
 from server import alerts as alerts_module
 from server.alerts import AlertSpool, alerts_from_file
+from tests.helpers.api_calls import upload
+from tests.helpers.disk import stored_files
+from tests.helpers.ecs_fields import alert_problems
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.zeek_logs import zeek_sample
 from utils.model_store import load_model
 
 NDJSON = "application/x-ndjson"
@@ -20,11 +23,6 @@ def alert_lines(response) -> list[dict]:
     body = response.get_data()
     assert body == b"" or body.endswith(b"\n")
     return [json.loads(line) for line in body.splitlines()]
-
-
-def stored_files(data_dir):
-    folder = data_dir / "uploaded_logs"
-    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 def test_zeek_upload_gives_one_valid_ecs_alert_per_anomaly_in_input_order(client, zeek_upload):

@@ -10,11 +10,12 @@ import threading
 import time
 
 import pytest
-from apitest_helpers import synthetic_kdd, upload
 
 import server.predict
 from server import create_app
 from server.config import load_config
+from tests.helpers.api_calls import upload
+from tests.helpers.kdd_data import synthetic_kdd
 
 
 def test_four_analyses_at_once_by_default():

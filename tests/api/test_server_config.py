@@ -8,12 +8,13 @@ import sys
 
 import limits
 import pytest
-from apitest_helpers import synthetic_kdd, upload
 
 import server.alerts
 import server.analysis
 from server import create_app
 from server.config import REPO_ROOT, load_config, max_content_length
+from tests.helpers.api_calls import upload
+from tests.helpers.kdd_data import synthetic_kdd
 
 
 def test_defaults_when_nothing_is_set():

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from apitest_helpers import synthetic_kdd, zeek_tsv
-from ecs_fields import alert_problems
 
+from tests.helpers.ecs_fields import alert_problems
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.waiting import poll
+from tests.helpers.zeek_logs import tsv_log
 from utils.local_server import ServerProcess, ServerStartError, gunicorn_command
 from utils.model_store import MODEL_FILE, load_model
 
@@ -42,13 +44,15 @@ class Server:
         return lines
 
     def wait_for_log(self, predicate, deadline: float = 20.0) -> dict:
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
+        def last_match() -> dict | None:
             found = [line for line in self.log_lines() if predicate(line)]
-            if found:
-                return found[-1]
-            time.sleep(0.1)
-        raise AssertionError(f"no such log line in:\n{self.log_path.read_text()[-3000:]}")
+            return found[-1] if found else None
+
+        try:
+            return poll(last_match, "a log line", deadline)
+        except AssertionError:
+            raise AssertionError(
+                f"no such log line in:\n{self.log_path.read_text()[-3000:]}") from None
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +133,7 @@ def test_ecs_alerts_stream_as_ndjson_under_gunicorn(server):
              f"198.51.100.{i % 7 + 1}", str(80 if i % 4 else 4000 + i), "tcp",
              "http" if i % 4 else "-", "0.5", "300", "4000", "SF" if i % 4 else "S0", "-"]
             for i in range(3000)]
-    data = zeek_tsv(rows)
+    data = tsv_log(rows, close=False)
     summary = requests.post(f"{server.url}/api/predict", files={"file": ("conn.log", data)},
                             timeout=TIMEOUT).json()["summary"]
     with requests.post(f"{server.url}/api/predict?format=ndjson",

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -21,6 +22,7 @@ def same(values: np.ndarray) -> None:
     assert [type(v) for v in fast] == [type(v) for v in slow]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(hnp.arrays(np.float64, st.integers(0, 30),
                   elements=st.one_of(st.floats(allow_nan=True, allow_infinity=True),

@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from apitest_helpers import synthetic_kdd, upload
 
 from server import create_app
 from server.model_holder import ModelHolder, ModelUnavailable
+from tests.helpers.api_calls import upload
+from tests.helpers.kdd_data import synthetic_kdd
 from utils.detector import KMeansEnsembleDetector
 from utils.model_store import MODEL_FILE, ModelLoadError, load_model
 

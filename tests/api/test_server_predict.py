@@ -12,10 +12,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from apitest_helpers import kdd_line, normal_values, synthetic_kdd, upload
 
 from server import analysis as analysis_module
 from server import responses
+from tests.helpers.api_calls import upload
+from tests.helpers.disk import leftover_temp_files, stored_files
+from tests.helpers.kdd_data import kdd_line, normal_values, synthetic_kdd
 from utils.metrics import evaluate
 from utils.model_store import load_model
 from utils.readers import dispatch, read_records
@@ -23,17 +25,6 @@ from utils.schema import FEATURE_NAMES, SEVERITIES
 from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
 
 STORED_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{16}\.(txt|csv|log|tsv|json|gz)$")
-
-
-def stored_files(data_dir):
-    folder = data_dir / "uploaded_logs"
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if (
-        folder.exists()) else []
-
-
-def leftover_temp_files(data_dir):
-    folder = data_dir / "incoming"
-    return list(folder.iterdir()) if folder.exists() else []
 
 
 # --- the JSON answer --------------------------------------------------------------------------

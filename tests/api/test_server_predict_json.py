@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from apitest_helpers import attack_values, kdd_line, normal_values, synthetic_kdd, upload
 
+from tests.helpers.api_calls import upload
+from tests.helpers.kdd_data import attack_values, kdd_line, normal_values, synthetic_kdd
 from utils.schema import FEATURE_NAMES
 
 

@@ -10,12 +10,14 @@ import subprocess
 import sys
 
 import pytest
-from apitest_helpers import REPO_ROOT, synthetic_kdd, upload
 from flask import Flask
 
 from server import create_app, retrain, uploads
 from server.config import load_config
 from server.retrain import RetrainLauncher
+from tests.helpers.api_calls import upload
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.repo import REPO_ROOT
 from utils.model_store import load_model
 
 # --- X-Model-Version -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.uploads import HashingSpool, UploadSink
-from tests.conftest import fill_disk
+from tests.helpers.disk import fill_disk
 
 
 def storage(data: bytes, name: str = "logs.txt") -> FileStorage:

@@ -13,7 +13,7 @@ import pytest
 from server import zeek_overview
 from server.analysis import analyse_file
 from server.zeek_overview import ZeekOverview
-from tests.zeek_logs import conn_rows, tsv_log
+from tests.helpers.zeek_logs import conn_rows, tsv_log
 from utils.model_store import load_model
 from utils.schema import SEVERITIES
 

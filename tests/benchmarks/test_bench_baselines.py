@@ -93,6 +93,7 @@ def test_single_kmeans_scores_the_nearest_centroid_distance():
     np.testing.assert_allclose(model.anomaly_score(X), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [ECOD, COPOD, HBOS], ids=["ECOD", "COPOD", "HBOS"])
 def test_pyod_scorer_keeps_pyods_sign_higher_is_more_abnormal(make):
     X = np.random.RandomState(2).normal(size=(400, 4))

@@ -3,12 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT
 
 import benchmarks.throughput as throughput
 from benchmarks.quality import thin_roc
 from benchmarks.throughput import linearity, measure_one_size, repeated_payload
 from benchmarks.zeek_bench import subset, synthetic_log, temporal_split
+from tests.helpers.repo import REPO_ROOT
 from utils.readers import ParsedRecords
 from utils.readers.zeek import read_connections
 

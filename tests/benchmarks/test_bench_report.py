@@ -160,6 +160,7 @@ def test_large_zeek_upload_memory_is_tabulated_and_in_the_headlines(results):
     assert "Not measured: sample not found." in render_markdown(results)
 
 
+@pytest.mark.slow
 def test_write_outputs_writes_json_markdown_and_png_plots(results, tmp_path):
     write_outputs(results, tmp_path)
     saved = json.loads((tmp_path / "latest.json").read_text())

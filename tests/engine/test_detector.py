@@ -2,13 +2,13 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
+from tests.helpers.repo import REPO_ROOT
 from utils.detector import (
     _BLOCK_ROWS,
     SEVERITY_LEVELS,
@@ -242,6 +242,7 @@ def kdd_test_matrix(kdd_test_path):
     return model.detector, model.features.transform(read_records(kdd_test_path).features)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blas_threads", [1, 2])
 @pytest.mark.parametrize("size", [1, 17, 129, 3000])
 def test_a_record_scores_exactly_the_same_in_any_batch(size, blas_threads, kdd_test_matrix):

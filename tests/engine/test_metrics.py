@@ -71,6 +71,7 @@ def test_categorical_labels_give_the_same_figures():
     assert evaluate(as_category, flagged, scores) == evaluate(labels, flagged, scores)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 6)), min_size=2, max_size=60))
 def test_auroc_is_scikit_learns_including_ties(pairs):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
 from utils.detector import DEFAULT_N_CLUSTERS, DEFAULT_WEIGHT_POWER
 from utils.model_store import (
     CARD_FILE,

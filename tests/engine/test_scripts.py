@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.repo import REPO_ROOT
+
+pytestmark = pytest.mark.e2e  # the scripts run as real processes
 
 # Floors for a model trained on KDDTrain+_20Percent and scored on KDDTest+. Measured on the
 # development machine: accuracy 0.910, F1 0.923, AUROC 0.969 (seed 0); the floors leave room

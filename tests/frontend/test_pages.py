@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from api.pages import EXAMPLE_RECORD
+from tests.helpers.repo import nslkdd_dir
 from utils.schema import FEATURE_NAMES
 
 STATIC_JS = Path(__file__).resolve().parents[2] / "api" / "static" / "js"
-DATA_DIRS = [Path("/work/main/data"), Path(__file__).resolve().parents[2] / "data"]
 
 
 class TagCollector(HTMLParser):
@@ -116,7 +116,7 @@ def test_example_record_types_match_the_schema():
 
 
 def test_example_line_is_not_taken_from_the_data_set():
-    files = [p for d in DATA_DIRS for p in d.glob("KDD*.txt")]
+    files = list(nslkdd_dir().glob("KDD*.txt"))
     if not files:
         pytest.skip("NSL-KDD files not present")
     example = ",".join(EXAMPLE_RECORD) + ","

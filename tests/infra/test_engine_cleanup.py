@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO_ROOT, poll
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.waiting import poll
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import skip_or_fail
+from tests.helpers.repo import skip_or_fail
 from utils import local_engines
 from utils.local_engines import EngineUnavailable, postgres
 

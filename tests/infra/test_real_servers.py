@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from distributed import Client
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from tests.conftest import poll
+from tests.helpers.waiting import poll
 from tests.infra.dask_tasks import double, frame, meta
 
 pytestmark = pytest.mark.e2e

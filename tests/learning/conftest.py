@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from learning_helpers import SMALL_K, copy_model, lines_of, train_small, write_base
 
+from server.retrain import RetrainLauncher
+from tests.helpers.kdd_data import lines_of, write_base
+from tests.helpers.models import SMALL_K, copy_model, train_small
 from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.retraining import RetrainSettings
 
@@ -40,6 +42,15 @@ def setup(trained, tmp_path) -> Setup:
     return Setup(base, model_dir, data_dir, registry, settings)
 
 
+@pytest.fixture
+def launches(monkeypatch) -> list[str]:
+    """The triggers of the retrain processes the app would have started (none is)."""
+    calls: list[str] = []
+    monkeypatch.setattr(RetrainLauncher, "launch",
+                        lambda self, trigger: calls.append(trigger) or 4242)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def fresh_lines(kdd_train20_path) -> list[str]:
     """KDDTrain+_20Percent rows after the training file's: in-distribution, never trained on."""
@@ -47,5 +58,5 @@ def fresh_lines(kdd_train20_path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def test_lines(kdd_test_path) -> list[str]:
-    return lines_of(kdd_test_path)
+def test_lines(kdd_test_lines) -> list[str]:
+    return kdd_test_lines

@@ -9,22 +9,15 @@ import sys
 import time
 
 import pytest
-from learning_helpers import SMALL_K, copy_model, kdd_bytes
 
 from server import create_app
 from server.retrain import RetrainLauncher
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import SMALL_K, copy_model
 from utils.model_store import load_model
 from utils.retraining import RetrainSettings, run_queued
 
 TOKEN = "s3cret-admin-token"
-
-
-@pytest.fixture
-def launches(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    monkeypatch.setattr(RetrainLauncher, "launch",
-                        lambda self, trigger: calls.append(trigger) or 4242)
-    return calls
 
 
 @pytest.fixture
@@ -113,6 +106,7 @@ def test_manual_retrain_queues_a_request_and_launches_a_process(app, client, lau
     assert get_registry(app).state()["requests"] == 1
 
 
+@pytest.mark.slow
 def test_rollback_puts_the_previous_version_back_at_once(app, client, fresh_lines, trained):
     old = load_model(app.config["MODEL_DIR"]).version
     for i in range(3):
@@ -156,6 +150,7 @@ def test_the_launcher_runs_the_script_with_this_interpreter_and_no_shell(tmp_pat
                            str(tmp_path / "data"), "--trigger", "upload", "--nice", "10"]
 
 
+@pytest.mark.e2e
 def test_the_launcher_starts_a_detached_process_and_logs_its_output(tmp_path):
     script = tmp_path / "fake_retrain.py"
     script.write_text("import os, sys\n"

@@ -8,11 +8,18 @@ import signal
 import subprocess
 import sys
 
-from learning_helpers import REPO_ROOT, SMALL_K_TEXT, kdd_bytes, register
+import pytest
 
-from tests.conftest import poll
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import SMALL_K_TEXT
+from tests.helpers.registry import register
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.waiting import poll
 from utils.model_store import MODEL_FILE
 from utils.registry import RetrainLock
+
+# retrain_model.py runs as a real process, most runs retrain a model
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 WAIT = 60.0  # seconds: bound of every poll below
 

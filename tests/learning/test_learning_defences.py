@@ -11,9 +11,10 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from learning_helpers import kdd_bytes, register
 
 from settings import SettingError, load_settings
+from tests.helpers.kdd_data import kdd_bytes, row_keys
+from tests.helpers.registry import register
 from utils.model_store import load_model
 from utils.readers import read_records
 from utils.registry import (
@@ -26,10 +27,6 @@ from utils.registry import (
 )
 from utils.retraining import RetrainSettings, UploadSelection, gate, rollback, run_queued
 from utils.scoring import score_records
-
-
-def row_keys(features: pd.DataFrame) -> set[int]:
-    return set(pd.util.hash_pandas_object(features, index=False).tolist())
 
 
 def select(model, *uploads, **caps) -> UploadSelection:
@@ -164,6 +161,7 @@ def test_gate_refuses_a_category_whose_detection_drops_beyond_its_tolerance(afte
     assert ("detection" in reason.split(":")[0]) is not promote
 
 
+@pytest.mark.slow
 def test_the_gate_judges_on_the_training_files_split_and_trusted_rows_only(setup, test_lines):
     """Anonymous labeled rows, attack or normal, never join the gate's validation set."""
     no_gate(setup.settings)
@@ -195,6 +193,7 @@ def promote(setup, lines, n: int = 10, size: int = 60, *, trusted: bool = True,
     return shas
 
 
+@pytest.mark.slow
 def test_rollback_quarantines_what_the_rolled_back_version_learned_and_it_never_trains_again(
         setup, fresh_lines):
     no_gate(setup.settings)
@@ -213,6 +212,7 @@ def test_rollback_quarantines_what_the_rolled_back_version_learned_and_it_never_
     assert {u.status for u in setup.registry.uploads() if u.sha256 in second} == {"quarantined"}
 
 
+@pytest.mark.slow
 def test_a_released_upload_trains_again_from_the_next_run(setup, fresh_lines):
     no_gate(setup.settings)
     promote(setup, fresh_lines)
@@ -239,6 +239,7 @@ def test_release_names_unknown_and_unquarantined_uploads(setup, fresh_lines):
 # --- coalescing and the run history --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_hundred_one_row_uploads_queue_at_most_one_run(setup, fresh_lines):
     due = [register(setup.registry, kdd_bytes([line]), f"r{i}.txt", threshold=10).retrain_due
            for i, line in enumerate(fresh_lines[:100])]

@@ -7,22 +7,14 @@ from __future__ import annotations
 import io
 
 import pytest
-from learning_helpers import copy_model, kdd_bytes
 
 from server import create_app
 from server.config import load_config
-from server.retrain import RetrainLauncher
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import copy_model
 from utils.retraining import RetrainSettings, run_queued
 
 TOKEN = "s3cret-admin-token"
-
-
-@pytest.fixture
-def launches(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    monkeypatch.setattr(RetrainLauncher, "launch",
-                        lambda self, trigger: calls.append(trigger) or 4242)
-    return calls
 
 
 def make_app(trained, tmp_path, **config):
@@ -106,6 +98,7 @@ def promoted_then_rolled_back(app, client, trained, lines) -> list[str]:
     return response.get_json()["quarantined"]
 
 
+@pytest.mark.slow
 def test_admins_list_and_release_quarantined_uploads(app, client, trained, fresh_lines):
     quarantined = promoted_then_rolled_back(app, client, trained, fresh_lines)
     assert sorted(quarantined) == sorted(u.sha256 for u in registry(app).uploads())
@@ -144,6 +137,7 @@ def test_quarantine_routes_need_the_admin_token(app, client, method, path, confi
 # --- coalescing and the run history --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_hundred_one_row_uploads_leave_at_most_one_run_queued(app, client, fresh_lines,
                                                                 launches):
     for i, line in enumerate(fresh_lines[:100]):

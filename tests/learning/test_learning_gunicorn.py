@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from learning_helpers import SMALL_K_TEXT, Gunicorn, copy_model, kdd_bytes
 
-from tests.conftest import poll
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import SMALL_K_TEXT, copy_model
+from tests.helpers.servers import Gunicorn
+from tests.helpers.waiting import poll
 from utils.model_store import load_model
 from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.registry import pid_alive
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TOKEN = "gunicorn-admin-token"
 WORKERS = 2

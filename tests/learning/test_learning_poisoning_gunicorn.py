@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from learning_helpers import Gunicorn, copy_model
-from poison_helpers import (
+
+from tests.helpers.models import copy_model
+from tests.helpers.poisoning import (
     FOUR_FAMILIES,
     OTHER_FAMILIES,
     UNLABELED_FAMILIES,
@@ -28,12 +29,14 @@ from poison_helpers import (
     build_attack,
     measure_model,
 )
-
-from tests.conftest import REPO_ROOT, poll
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import Gunicorn
+from tests.helpers.waiting import poll
 from utils.model_store import ModelLoadError, load_model
 from utils.readers import read_records
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Several retrains of the full training file: minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 TIMEOUT = (5, 120)
 WAIT = 1800.0  # bound of the wait for the runs: minutes on a loaded 2-core machine

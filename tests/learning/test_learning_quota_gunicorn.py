@@ -17,9 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import urllib3
-from learning_helpers import Gunicorn, copy_model, kdd_bytes
 
-pytestmark = pytest.mark.e2e
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.models import copy_model
+from tests.helpers.servers import Gunicorn
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MB = 1 << 20
 

@@ -147,6 +147,7 @@ def _register_many(data_dir: str, numbers: list[int], start: multiprocessing.Eve
         thread.join()
 
 
+@pytest.mark.slow
 def test_concurrent_processes_and_threads_lose_no_upload_and_no_trigger(tmp_path):
     """4 processes x 2 batches of threads register 40 distinct uploads, each sent twice."""
     UploadRegistry(tmp_path)

@@ -9,8 +9,10 @@ import sys
 
 import pandas as pd
 import pytest
-from learning_helpers import kdd_bytes, register, zeek_upload
 
+from tests.helpers.kdd_data import kdd_bytes, row_keys
+from tests.helpers.registry import register
+from tests.helpers.zeek_logs import zeek_sample
 from utils.model_store import MODEL_FILE, VERSIONS_DIR, list_versions, load_model
 from utils.readers import read_records
 from utils.registry import RetrainBusy, RetrainLock
@@ -26,9 +28,7 @@ from utils.retraining import (
 from utils.scoring import score_records
 from utils.training import train
 
-
-def row_keys(features: pd.DataFrame) -> set[int]:
-    return set(pd.util.hash_pandas_object(features, index=False).tolist())
+pytestmark = pytest.mark.slow  # nearly every test runs a retrain on NSL-KDD rows
 
 
 def register_batches(registry, lines, n: int, size: int = 100, trusted: bool = False,
@@ -253,7 +253,7 @@ def test_a_process_that_finds_the_lock_taken_leaves_the_request_queued(setup, fr
 
 
 def test_only_uploads_of_the_models_input_kind_feed_it(setup, fresh_lines):
-    zeek = register(setup.registry, zeek_upload()).upload
+    zeek = register(setup.registry, zeek_sample()).upload
     assert zeek.input_kind == "zeek"
     register_batches(setup.registry, fresh_lines, 10)
     setup.settings.tolerance = setup.settings.category_tolerance = 1.0

@@ -13,17 +13,19 @@ import random
 import shutil
 
 import pytest
-from learning_helpers import kdd_bytes, register
-from poison_helpers import measure_model
 from threadpoolctl import threadpool_limits
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.kdd_data import kdd_bytes
+from tests.helpers.poisoning import measure_model
+from tests.helpers.registry import register
+from tests.helpers.repo import REPO_ROOT
 from utils.model_store import load_model
 from utils.readers import read_records
 from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.retraining import RetrainSettings, run_queued
 
-pytestmark = pytest.mark.slow
+# Retrains on the full training file: minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def test_trusted_normal_uploads_cut_false_alarms_and_detection_holds(kdd_test_path,

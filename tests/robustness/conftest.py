@@ -1,19 +1,12 @@
-"""Fixtures for the robustness tests: the API tests' small model (trained here once per session),
-apps on temp data folders with automatic retraining off, and the NSL-KDD test rows."""
+"""Fixtures for the robustness tests: the app on the shared small model (tests/conftest.py)
+with automatic retraining off, and no admin token or decompression limit from the caller's
+environment."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from apitest_helpers import log_lines  # noqa: F401  (fixture, defined once for both suites)
-from robust_helpers import make_app, train_model
 
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    """A small three-model ensemble on synthetic records (as in tests/api)."""
-    return train_model(tmp_path_factory.mktemp("robust-model"), seed=0)
+from tests.helpers.api_calls import make_app
 
 
 @pytest.fixture(autouse=True)
@@ -25,20 +18,5 @@ def _no_automatic_retrain(monkeypatch):
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
 def app(model_dir, data_dir):
     return make_app(model_dir, data_dir)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture(scope="session")
-def kdd_test_lines(kdd_test_path) -> list[str]:
-    return kdd_test_path.read_text().splitlines()

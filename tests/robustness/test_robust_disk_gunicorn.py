@@ -10,27 +10,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from robust_helpers import Gunicorn, leftover_temp_files, stored_files, synthetic_kdd
 
-from tests.conftest import fill_disk
+from tests.helpers.disk import fill_disk, leftover_temp_files, stored_files
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.servers import Gunicorn, fresh_get, fresh_upload
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = (5, 60)  # connect, read (seconds)
 MB = 1 << 20
 SMALL = synthetic_kdd(20, 5, seed=81)  # 2.7 kB: fits in the spool's write buffer
 LARGE = synthetic_kdd(3000, 500, seed=82)  # 370 kB: written to disk as it arrives
-
-
-def fresh_get(server: Gunicorn, path: str) -> requests.Response:
-    with requests.Session() as session:
-        return session.get(f"{server.url}{path}", timeout=TIMEOUT)
-
-
-def fresh_upload(server: Gunicorn, data: bytes, name: str = "t.txt") -> requests.Response:
-    with requests.Session() as session:
-        return session.post(f"{server.url}/api/predict", files={"file": (name, data)},
-                            timeout=TIMEOUT)
 
 
 def start(root: Path, model_dir: Path, data_dir: Path, min_free_mb: float) -> Gunicorn:

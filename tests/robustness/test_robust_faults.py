@@ -15,16 +15,10 @@ import time
 
 import joblib
 import pytest
-from robust_helpers import (
-    assert_json_error,
-    leftover_temp_files,
-    make_app,
-    stored_files,
-    synthetic_kdd,
-    upload,
-)
 
-from tests.conftest import fill_disk
+from tests.helpers.api_calls import assert_json_error, make_app, upload
+from tests.helpers.disk import fill_disk, leftover_temp_files, stored_files
+from tests.helpers.kdd_data import synthetic_kdd
 from utils.model_store import MODEL_FILE, load_model
 from utils.registry import SQLiteRegistry as UploadRegistry
 
@@ -201,6 +195,7 @@ def test_uploads_are_not_kept_under_the_free_space_floor_but_still_scored(model_
 # --- a locked upload registry ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_uploads_wait_for_a_briefly_locked_registry_and_are_all_kept(app, client, data_dir):
     """Another connection holds SQLite's write lock for 1.5 s while five uploads arrive."""
     registry = app.extensions["anomalyze.uploads"].registry
@@ -222,6 +217,7 @@ def test_uploads_wait_for_a_briefly_locked_registry_and_are_all_kept(app, client
     assert waited >= 1.0  # they did wait for the lock (not a latency bound)
 
 
+@pytest.mark.slow
 def test_registry_locked_past_its_retry_budget_still_returns_the_analysis(app, client,
                                                                           data_dir, log_lines):
     registry = app.extensions["anomalyze.uploads"].registry

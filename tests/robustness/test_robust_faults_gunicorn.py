@@ -12,25 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
-from robust_helpers import (
-    Gunicorn,
-    children,
-    connection_owner,
-    leftover_temp_files,
-    read_http_response,
-    stored_files,
-    synthetic_kdd,
-    time_limit,
-)
 
-from tests.conftest import poll
+from tests.helpers.disk import leftover_temp_files, stored_files
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.raw_http import read_http_response
+from tests.helpers.servers import Gunicorn, children, connection_owner, fresh_get, fresh_upload
+from tests.helpers.waiting import poll
 from utils.model_store import MODEL_FILE, load_model
 from utils.registry import SQLiteRegistry as UploadRegistry
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = (5, 60)  # connect, read (seconds)
 WAIT = 30.0  # bound of every poll
 
 
@@ -38,18 +30,6 @@ def wait_for(condition, what: str, deadline: float = WAIT):
     return poll(condition, what, deadline, interval=0.05)
 
 
-
-
-def fresh_get(server: Gunicorn, path: str) -> requests.Response:
-    """On a new connection, so either worker may answer."""
-    with requests.Session() as session:
-        return session.get(f"{server.url}{path}", timeout=TIMEOUT)
-
-
-def fresh_upload(server: Gunicorn, data: bytes, name: str = "t.txt") -> requests.Response:
-    with requests.Session() as session:
-        return session.post(f"{server.url}/api/predict", files={"file": (name, data)},
-                            timeout=TIMEOUT)
 
 
 @pytest.fixture
@@ -101,11 +81,10 @@ def test_killing_the_worker_of_a_request_in_flight_leaves_the_service_serving(se
     slow = SlowUpload(server, data)
     try:
         os.kill(slow.worker, signal.SIGKILL)
-        with time_limit(60, "the killed request"):
-            try:
-                status, _ = slow.finish()
-            except (ConnectionError, OSError, IndexError, ValueError):
-                status = None  # the connection died with its worker: the client sees that
+        try:
+            status, _ = slow.finish()
+        except (ConnectionError, OSError, IndexError, ValueError):
+            status = None  # the connection died with its worker: the client sees that
         assert status is None or status >= 500
     finally:
         slow.close()
@@ -136,8 +115,7 @@ def test_killing_another_worker_does_not_disturb_a_request_in_flight(server):
         other = next(pid for pid in server.worker_pids() if pid != slow.worker)
         os.kill(other, signal.SIGKILL)
         wait_for(lambda: other not in children(server.process.pid), "the killed worker to go")
-        with time_limit(60, "the request in flight"):
-            status, body = slow.finish()
+        status, body = slow.finish()
     finally:
         slow.close()
     assert status == 200, body[:300]

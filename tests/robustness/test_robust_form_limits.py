@@ -4,15 +4,12 @@ disk, the rest stays small in memory, and each limit says which it is."""
 from __future__ import annotations
 
 import pytest
-from robust_helpers import (
-    assert_json_error,
-    leftover_temp_files,
-    stored_files,
-    synthetic_kdd,
-)
 
 from server import uploads
 from server.multipart import MAX_HEADER_BYTES, MAX_OTHER_BYTES, MAX_PARTS
+from tests.helpers.api_calls import assert_json_error
+from tests.helpers.disk import leftover_temp_files, stored_files
+from tests.helpers.kdd_data import synthetic_kdd
 
 BOUNDARY = "form-limits-boundary"
 RECORDS = synthetic_kdd(40, 20, seed=91)
@@ -108,7 +105,7 @@ def test_a_small_url_encoded_body_is_missing_file(client):
 
 
 def test_the_upload_size_limit_still_names_the_upload_limit(model_dir, data_dir):
-    from robust_helpers import make_app
+    from tests.helpers.api_calls import make_app
 
     client = make_app(model_dir, data_dir, MAX_UPLOAD_MB=0.01).test_client()
     body = assert_json_error(post(client, form(part("file", b"7" * 20_000, "t.txt"))), 413,

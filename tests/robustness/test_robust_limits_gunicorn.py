@@ -12,9 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from robust_helpers import Gunicorn, read_http_response, synthetic_kdd
 
 from server.gunicorn_errors import ERROR_TYPES
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.raw_http import read_http_response
+from tests.helpers.servers import Gunicorn
 
 pytestmark = pytest.mark.e2e
 

@@ -22,17 +22,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import requests
-from robust_helpers import (
-    REPO_ROOT,
-    Gunicorn,
-    leftover_temp_files,
-    rss_mb,
-    stored_files,
-)
 
+from tests.helpers.disk import leftover_temp_files, stored_files
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import Gunicorn, rss_mb
 from utils.registry import SQLiteRegistry as UploadRegistry
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CLIENTS = 8
 DURATION = 60.0  # seconds of load

@@ -19,15 +19,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from robust_helpers import (
-    UPLOAD_ERROR_TYPES,
-    leftover_temp_files,
-    make_app,
-    synthetic_kdd,
-    time_limit,
-    upload,
-)
 
+from tests.helpers.api_calls import UPLOAD_ERROR_TYPES, make_app, upload
+from tests.helpers.disk import leftover_temp_files
+from tests.helpers.kdd_data import synthetic_kdd
 from utils.readers import (
     MAX_PROBLEMS,
     InputFormatError,
@@ -36,12 +31,13 @@ from utils.readers import (
 )
 from utils.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
+pytestmark = pytest.mark.slow  # 200 examples a test
+
 ERROR_TYPES = set().union(*UPLOAD_ERROR_TYPES.values())
 # Bounded: 200 examples per test; the deadline is generous (a shared CI machine) and only
-# catches pathological slowness, the watchdog (time_limit) catches a real hang.
+# catches pathological slowness, pytest-timeout (pyproject.toml) catches a real hang.
 FUZZ = settings(max_examples=200, deadline=timedelta(seconds=10),
                 suppress_health_check=[HealthCheck.too_slow])
-EXAMPLE_LIMIT = 30.0  # seconds one example may take before it counts as a hang
 
 TEMPLATES = [line.split(",") for line in synthetic_kdd(6, 4, seed=3).decode().splitlines()]
 HEADER = [*FEATURE_NAMES, "label", "difficulty"]
@@ -141,8 +137,7 @@ def check_records(records) -> None:
 @FUZZ
 @given(data=uploads)
 def test_parser_returns_valid_records_or_a_documented_error(data):
-    with time_limit(EXAMPLE_LIMIT, "read_records"):
-        outcome = parse_outcome(data)
+    outcome = parse_outcome(data)
     if outcome[0] == "ok":
         check_records(outcome[1])
 
@@ -151,14 +146,13 @@ def test_parser_returns_valid_records_or_a_documented_error(data):
 @given(data=uploads)
 def test_chunked_parser_agrees_with_the_whole_file_parser(data):
     """iter_record_chunks (what the API uses) accepts exactly what read_records accepts."""
-    with time_limit(EXAMPLE_LIMIT, "both parsers"):
-        whole = parse_outcome(data)
-        try:
-            chunks = list(iter_record_chunks(data, chunk_rows=2))
-        except InputFormatError as exc:
-            chunked = ("error", exc.error_type, exc.problems[0])
-        else:
-            chunked = ("ok", chunks)
+    whole = parse_outcome(data)
+    try:
+        chunks = list(iter_record_chunks(data, chunk_rows=2))
+    except InputFormatError as exc:
+        chunked = ("error", exc.error_type, exc.problems[0])
+    else:
+        chunked = ("ok", chunks)
     assert whole[0] == chunked[0], (whole, chunked)
     if whole[0] == "error":
         assert chunked[1:] == whole[1:]
@@ -183,8 +177,7 @@ def test_predict_answers_records_or_the_parsers_4xx_never_a_500(shared_client, d
     client, data_dir = shared_client
     expected = parse_outcome(data)
     event(f"parser: {expected[0] if expected[0] == 'ok' else expected[1]}")
-    with time_limit(EXAMPLE_LIMIT, "POST /api/predict"):
-        response = upload(client, data, name=name)
+    response = upload(client, data, name=name)
     assert response.is_json
     body = response.get_json()
     if expected[0] == "ok":
@@ -223,9 +216,8 @@ json_bodies = st.one_of(
 @given(body=json_bodies)
 def test_predict_json_answers_records_or_a_4xx_never_a_500(shared_client, body):
     client, _ = shared_client
-    with time_limit(EXAMPLE_LIMIT, "POST /api/predict-json"):
-        response = client.post("/api/predict-json", data=io.BytesIO(body),
-                               content_type="application/json")
+    response = client.post("/api/predict-json", data=io.BytesIO(body),
+                           content_type="application/json")
     assert response.is_json
     payload = response.get_json()
     event(f"status {response.status_code}")

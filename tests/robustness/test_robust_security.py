@@ -18,20 +18,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from robust_helpers import (
-    FORBIDDEN_TARGETS,
-    GENERIC_500,
-    REPO_ROOT,
-    assert_json_error,
-    kdd_line,
-    make_app,
-    normal_values,
-    stored_files,
-    synthetic_kdd,
-    upload,
-)
 
 from server.retrain import RetrainLauncher
+from tests.helpers.api_calls import (
+    FORBIDDEN_TARGETS,
+    GENERIC_500,
+    assert_json_error,
+    make_app,
+    upload,
+)
+from tests.helpers.disk import stored_files
+from tests.helpers.kdd_data import kdd_line, normal_values, synthetic_kdd
+from tests.helpers.repo import REPO_ROOT
 
 TOKEN = "robustness-admin-token-0123456789"
 ADMIN_ROUTES = ["/api/retrain", "/api/models/rollback"]
@@ -122,6 +120,7 @@ def test_a_flood_of_wrong_tokens_gets_429_json_and_locks_out_that_address(model_
     assert other.status_code == 403  # another address has its own count
 
 
+@pytest.mark.slow
 def test_the_right_token_works_again_after_the_window(model_dir, data_dir, launches):
     client = limited_client(model_dir, data_dir, limit="3 per 2 seconds")
     for i in range(5):
@@ -170,6 +169,7 @@ def test_wrong_tokens_on_uploads_count_as_failed_admin_authentications(model_dir
     assert launches == []
 
 
+@pytest.mark.slow
 def test_the_right_token_on_an_upload_is_not_a_failure(model_dir, data_dir, launches):
     client = limited_client(model_dir, data_dir, limit="2 per minute")
     for i in range(6):
@@ -246,6 +246,7 @@ def test_no_route_serves_stored_uploads_or_model_files(client, data_dir):
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(labels=st.lists(
     st.tuples(st.sampled_from(["=", "+", "-", "@", " =", "==", "+-", ""]),
@@ -318,6 +319,8 @@ def test_server_faults_are_a_bare_500_without_paths_or_tracebacks(client, monkey
 # --- debug mode ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_entry_point_is_not_in_debug_mode_in_a_fresh_interpreter(model_dir, tmp_path):
     """FLASK_DEBUG=1 (and the old FLASK_ENV) set before Flask is even imported."""
     env = {**os.environ, "FLASK_DEBUG": "1", "FLASK_ENV": "development",

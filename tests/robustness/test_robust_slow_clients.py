@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
-from robust_helpers import REPO_ROOT, Gunicorn, read_http_response, synthetic_kdd
 
+from tests.helpers.kdd_data import synthetic_kdd
+from tests.helpers.raw_http import read_http_response
+from tests.helpers.repo import REPO_ROOT
+from tests.helpers.servers import Gunicorn
 from utils.local_server import ServerProcess
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 HOST = "127.0.0.1"
 READ_TIMEOUT, HEADER_TIMEOUT, BODY_TIMEOUT = 2.0, 4.0, 6.0

@@ -9,7 +9,7 @@ import requests
 
 from benchmarks.bench_http import peak_rss_mb, rss_mb, worker_pids
 from benchmarks.zeek_bench import write_large_log
-from tests.zeek_logs import conn_rows, tsv_log
+from tests.helpers.zeek_logs import conn_rows, tsv_log
 from utils.local_server import ServerProcess, gunicorn_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

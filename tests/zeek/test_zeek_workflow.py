@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from server import create_app
-from tests.conftest import REPO_ROOT, require_file
+from tests.helpers.repo import REPO_ROOT, require_file
 
 ZEEK_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "zeek"
 IDENTITY = ("uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")
@@ -25,6 +25,7 @@ def client(tmp_path_factory):
     return app.test_client()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "rows", "labeled"), [
     ("scenario-malicious.conn.log.labeled", 992, 253),  # 739 Background rows are unknown
     ("ctu-botnet-4.conn.log.labeled", 22913, 22913),
@@ -79,13 +80,14 @@ def test_train_model_learns_own_traffic_from_a_conn_log(tmp_path):
     assert data["fit_rows"] <= round(19460 * 0.8) + 1
 
 
+@pytest.mark.slow
 def test_answers_for_a_log_read_in_chunks_equal_those_for_one_chunk(client, monkeypatch):
     """JSON and CSV, row for row, whether the API reads the log whole or in small chunks."""
     import functools
 
     import server.predict as predict
     from server import analysis
-    from tests.zeek_logs import conn_rows, tsv_log
+    from tests.helpers.zeek_logs import conn_rows, tsv_log
 
     data = tsv_log(conn_rows(1_200, seed=8, rate=300, long_seconds=2))
 
@@ -115,7 +117,7 @@ def test_a_log_too_far_out_of_time_order_is_a_413_json_error(client, monkeypatch
 
     import server.predict as predict
     from server import analysis
-    from tests.zeek_logs import FIELDS, conn_rows, tsv_log
+    from tests.helpers.zeek_logs import FIELDS, conn_rows, tsv_log
     from utils.readers import zeek_stream
 
     monkeypatch.setattr(zeek_stream, "MAX_HELD_ROWS", 700)

@@ -51,12 +51,21 @@ def conn_rows(count: int, seed: int = 0, *, rate: float = 400.0, resp_hosts: int
     return rows
 
 
-def tsv_log(rows: list[list[str]], fields: tuple[str, ...] = FIELDS) -> bytes:
+def tsv_log(rows: list[list[str]], fields: tuple[str, ...] | list[str] = FIELDS, *,
+            close: bool = True, opened: str | None = None, extra_header: str = "") -> bytes:
+    """A TSV conn.log as Zeek writes one: the header (with an ``#open`` line when ``opened``
+    names a time, and ``extra_header`` after ``#types``), the rows, then ``#close``."""
     lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
-             "#unset_field\t-", "#path\tconn", "#fields\t" + "\t".join(fields),
-             "#types\t" + "\t".join("string" for _ in fields)]
+             "#unset_field\t-", "#path\tconn"]
+    if opened:
+        lines.append(f"#open\t{opened}")
+    lines += ["#fields\t" + "\t".join(fields),
+              "#types\t" + "\t".join("string" for _ in fields)]
+    if extra_header:
+        lines.append(extra_header)
     lines += ["\t".join(row) for row in rows]
-    lines.append("#close\t2026-11-30-00-00-00")
+    if close:
+        lines.append("#close\t2026-11-30-00-00-00")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -67,3 +76,18 @@ def json_log(rows: list[list[str]], fields: tuple[str, ...] = FIELDS) -> bytes:
                   for name, value in zip(fields, row, strict=True) if value != "-"}
         records.append(json.dumps(record))
     return ("\n".join(records) + "\n").encode()
+
+
+def zeek_sample() -> bytes:
+    """30 connections without ``#close``: web traffic, and every third one a SYN to an odd
+    port whose uid looks like a spreadsheet formula."""
+    rows = []
+    for i in range(30):
+        port = 40000 + i
+        if i % 3:
+            rows.append([f"{1700000000 + i}.5", f"C{i}", "10.0.0.1", str(port), "10.0.0.2",
+                         "80", "tcp", "http", "1.2", "300", "4000", "SF", "Benign"])
+        else:
+            rows.append([f"{1700000000 + i}.5", f"=cmd{i}", "10.0.0.9", str(port), "10.0.0.2",
+                         str(1000 + i), "tcp", "-", "-", "-", "-", "S0", "Malicious"])
+    return tsv_log(rows, close=False)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from learning_helpers import kdd_bytes
 
+from tests.helpers.kdd_data import kdd_bytes
 from utils.metrics import evaluate
 from utils.model_store import load_model
 from utils.readers import ParsedRecords, read_records
