@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     config = script_settings()  # a mistyped setting stops here, as in every script
     args = parse_args(argv)
+    stop = threading.Event()  # set by SIGTERM or Ctrl-C: stop after the round under way
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("communityid").setLevel(logging.WARNING)  # it logs every hash at INFO
@@ -85,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
                     suppress_seconds=config["WATCH_SUPPRESS_SECONDS"],
                     max_held_rows=config["WATCH_MAX_HELD_ROWS"]),
         metrics)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     logging.getLogger("anomalyze.watch").info("watching %s", log_path)
     watcher.run(stop)
     return 0

@@ -196,6 +196,7 @@ class LogFollower:
             self._fd = fd
             self.position = Position(**{**asdict(saved), "path": str(candidate)})
             self._header = self._read_header(fd) if saved.offset > 0 else b""
+            log.info("resuming %s at byte %d (line %d)", candidate, saved.offset, saved.line)
             if candidate != self.path:
                 # rotated while we were stopped: the files renamed after it come next
                 mtime = os.fstat(fd).st_mtime

@@ -77,8 +77,8 @@ class Watcher:
         self._model_version: str | None = None
         self._paused = False
         if document:
-            log.info("resuming: %s at offset %s, %d records held", position and
-                     position["path"], position and position["offset"], len(self.window))
+            log.info("resumed with %d records held, %d read in all", len(self.window),
+                     self.next_row)
 
     # -- running -------------------------------------------------------------------------
 
