@@ -214,8 +214,9 @@ class SinkRunner(threading.Thread):
         self.idle_wait = idle_wait
         self._stop_event = threading.Event()
         saved = outbox.load_ack(sink.name)
-        if saved is None:  # a new sink starts with what comes next
+        if saved is None:  # a new sink starts with what comes next, from now on
             self.acked = outbox.committed
+            outbox.save_ack(sink.name, self.acked, **sink.state())
         else:
             self.acked = int(saved["offset"])
             sink.restore(saved)
