@@ -39,7 +39,7 @@ class Suppressor:
             return True
         key = alert_key(alert)
         last = self._last.get(key)
-        if last is not None and 0 <= ts - last[0] < self.interval:
+        if last is not None and abs(ts - last[0]) < self.interval:
             last[1] += 1
             self.suppressed += 1
             return False

@@ -93,6 +93,10 @@ class Watcher:
         finally:
             self.close()
 
+    def delivered(self) -> bool:
+        """Whether every sink has delivered every committed alert."""
+        return all(runner.acked >= self.outbox.committed for runner in self.runners)
+
     def close(self) -> None:
         for runner in self.runners:
             if runner.is_alive():
@@ -160,8 +164,9 @@ class Watcher:
         if not alerts:
             return []
         ts = records.identity["ts"].to_numpy(dtype=np.float64)[scored.is_anomaly]
+        order = np.argsort(ts, kind="stable")  # in time order, as suppression counts time
         lines = []
-        for alert, moment in zip(alerts, ts.tolist(), strict=True):
+        for alert, moment in zip([alerts[i] for i in order], ts[order].tolist(), strict=True):
             alert["event"]["id"] = f"{self.instance}-{alert['anomalyze']['row']}"
             if self.suppressor.admit(alert, moment):
                 lines.append(orjson.dumps(alert) + b"\n")
