@@ -151,8 +151,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the watcher's saved state (read position, held records) and its alert outbox; "
             "one folder per watched log"),
     Setting("ANOMALYZE_WATCH_REORDER_SECONDS", 120.0, number(at_least=0), SCRIPTS,
-            "how far (in the log's seconds) a record may arrive behind the newest one and "
-            "still count in its predecessors' window features; records wait this long"),
+            "log seconds a record may come behind the newest and still count in earlier rows' "
+            "windows; records wait this long"),
     Setting("ANOMALYZE_WATCH_IDLE_FLUSH_SECONDS", 0.0, number(at_least=0), SCRIPTS,
             "wall-clock seconds without a new record after which every waiting record is "
             "scored (for replayed logs); `0`: never"),
