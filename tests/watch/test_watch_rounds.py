@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from apitest_helpers import train_model
+from ecs_fields import alert_problems
 from zeek_logs import conn_rows, tsv_log
 
 from server.model_holder import ModelHolder
@@ -125,6 +126,8 @@ def test_duplicates_are_suppressed_per_flow_key_and_counted_in_the_next_alert(tm
         runs[name] = (watcher, list(_alerts(alerts).values()))
     full = runs["all"][1]
     watcher, kept = runs["suppressed"]
+    for alert in kept:
+        assert alert_problems(alert) == [], alert
     suppressed = watcher.metrics.suppressed._value.get()
     assert suppressed > 0 and len(kept) + suppressed == len(full)
     assert 0 < sum(alert["anomalyze"].get("suppressed", 0) for alert in kept) <= suppressed
