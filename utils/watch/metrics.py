@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-# Lag buckets (seconds from the read of a record to its alert in the outbox): fine below a
-# second, where a watcher with a short reorder horizon sits, then up to Zeek's timeouts.
-LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5,
-               10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+# Lag buckets (seconds): fine below a second, where a watcher with a short reorder horizon
+# sits, then up to Zeek's timeouts and an hour.
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5,
+               2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+               1800.0, 3600.0)
 
 
 class WatchMetrics:
@@ -40,9 +41,14 @@ class WatchMetrics:
                              ["sink"], registry=registry)
         self.held = Gauge(f"{prefix}held_rows", "records waiting for their window to be final",
                           registry=registry)
-        self.lag = Histogram(f"{prefix}lag_seconds", "seconds from reading a record to its "
-                             "alert (or its verdict, for normal records) in the outbox",
+        self.lag = Histogram(f"{prefix}lag_seconds", "seconds from the watcher's read of a "
+                             "record to its alert (or verdict, for a normal one) in the outbox",
                              buckets=LAG_BUCKETS, registry=registry)
+        self.record_age = Histogram(
+            f"{prefix}record_age_seconds", "seconds from a connection's end in the log's "
+            "clock (ts + duration), about when a live Zeek wrote it, to its verdict; only "
+            "meaningful when the log's clock is the wall clock (a live sensor)",
+            buckets=LAG_BUCKETS, registry=registry)
         self.model_swaps = Counter(f"{prefix}model_swaps", "models swapped in while running",
                                    registry=registry)
 

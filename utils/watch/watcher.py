@@ -131,19 +131,26 @@ class Watcher:
         everything = 0 < self.config.idle_flush_seconds <= idle
         lines: list[bytes] = []
         read_at: list[np.ndarray] = []
+        ended: list[np.ndarray] = []
         for final in self.window.finalise(now, everything=everything):
             lines += self._alert_lines(final)
-            read_at.append(final.conns[READ_AT].to_numpy()[final.wanted])
+            scored = final.conns[final.wanted]
+            read_at.append(scored[READ_AT].to_numpy())
+            duration = (scored["duration"].to_numpy(dtype=np.float64, na_value=np.nan)
+                        if "duration" in scored else np.zeros(len(scored)))
+            ended.append(scored["ts"].to_numpy(dtype=np.float64) + np.nan_to_num(duration))
         if not chunks and not read_at:
             return 0
         end = self.outbox.append(lines)
         self._save()
         self.outbox.commit(end)
         committed_at = time.time()
-        for times in read_at:
+        for times, ends in zip(read_at, ended, strict=True):
             self.metrics.rows.inc(len(times))
             for lag in (committed_at - times).tolist():
                 self.metrics.lag.observe(lag)
+            for age in (committed_at - ends).tolist():
+                self.metrics.record_age.observe(age)
         self.metrics.held.set(len(self.window))
         self._release()
         return rows
