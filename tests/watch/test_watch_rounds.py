@@ -45,6 +45,7 @@ def _drain(watcher: Watcher) -> None:
         pass
     watcher.window.reorder_seconds = -1e12  # the log has ended: every record is final
     watcher.poll_once()
+    watcher.commit()
     for runner in watcher.runners:
         runner.start()
     poll(watcher.delivered, "the sinks to deliver everything", deadline=60, interval=0.05)
@@ -161,3 +162,21 @@ def test_metrics_endpoint_speaks_prometheus_text(tmp_path, model):
         assert name in text
     assert "anomalyze_watch_rows_total 300.0" in text
     assert 'anomalyze_watch_sent_alerts_total{sink="file"}' in text
+
+
+def test_a_record_later_than_the_reorder_horizon_is_scored_and_counted_late(tmp_path, model):
+    rows = conn_rows(300, seed=8, rate=20.0, long_share=0.0)  # 15 s of log
+    late = list(rows[10])
+    late[0] = f"{float(rows[0][0]) - 100:.3f}"  # began 100 s before anything read so far
+    late[1] = "Clate"
+    path = tmp_path / "conn.log"
+    path.write_bytes(tsv_log(rows))
+    watcher, _ = _watcher(tmp_path, lambda: model, reorder_seconds=5.0)
+    while watcher.poll_once():
+        pass
+    with open(path, "ab") as handle:
+        handle.write("\t".join(late).encode() + b"\n")
+    _drain(watcher)
+    assert watcher.next_row == 301
+    assert watcher.metrics.late._value.get() == 1
+    assert watcher.metrics.rows._value.get() == 301

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 Key = tuple[str, str, str]
+MAX_KEYS = 200_000  # keys remembered at most (about 200 bytes each)
 
 
 def alert_key(alert: dict[str, Any]) -> Key:
@@ -49,10 +50,15 @@ class Suppressor:
         return True
 
     def forget_before(self, ts: float) -> None:
-        """Drop keys whose last alert is more than an interval before ``ts``."""
+        """Drop keys whose last alert is more than an interval before ``ts``; past MAX_KEYS
+        (a scan makes a new key per connection) the oldest half goes too, so memory stays
+        bounded and such a key may alert again before its interval is over."""
         if self.interval > 0 and len(self._last) > 1024:
             horizon = ts - self.interval
             self._last = {key: last for key, last in self._last.items() if last[0] >= horizon}
+        if len(self._last) > MAX_KEYS:
+            newest = sorted(self._last.items(), key=lambda item: item[1][0])[MAX_KEYS // 2:]
+            self._last = dict(newest)
 
     def to_json(self) -> list:
         return [[list(key), last[0], last[1]] for key, last in self._last.items()]

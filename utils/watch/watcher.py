@@ -1,10 +1,11 @@
 """The watcher's loop: read new lines, hold them until final, score, alert, save, repeat.
 
-Each round ends with one commit: the alerts are appended to the outbox (fsync), then the
-state (read position, held rows, row count, suppression memory, outbox end) is saved
-atomically, then the sinks may see the new alerts. A stop at any moment therefore resumes
-from the last commit: lines read after it are read again, alerts written after it are cut
-from the outbox and made again, and no sink has seen them.
+A commit ends a round (or, when saving grows slow, every few rounds): the alerts are
+appended to the outbox (fsync), then the state (read position, held rows, row count,
+suppression memory, outbox end) is saved atomically, then the sinks may see the new
+alerts. A stop at any moment therefore resumes from the last commit: lines read after it are
+read again, alerts written after it are cut from the outbox and made again, and no sink has
+seen them.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ class Watcher:
         self._last_rows_at = time.time()
         self._model_version: str | None = None
         self._paused = False
+        # done since the last commit: alert lines, and per scored batch read and end times
+        self._unsent: list[bytes] = []
+        self._unsent_read_at: list[np.ndarray] = []
+        self._unsent_ended: list[np.ndarray] = []
+        self._dirty = False
+        self._next_commit = 0.0
         if document:
             log.info("resumed with %d records held, %d read in all", len(self.window),
                      self.next_row)
@@ -98,6 +105,7 @@ class Watcher:
         return all(runner.acked >= self.outbox.committed for runner in self.runners)
 
     def close(self) -> None:
+        self.commit()
         for runner in self.runners:
             if runner.is_alive():
                 runner.stop()
@@ -129,31 +137,44 @@ class Watcher:
             self._last_rows_at = now
         idle = now - self._last_rows_at
         everything = 0 < self.config.idle_flush_seconds <= idle
-        lines: list[bytes] = []
-        read_at: list[np.ndarray] = []
-        ended: list[np.ndarray] = []
         for final in self.window.finalise(now, everything=everything):
-            lines += self._alert_lines(final)
+            self._unsent += self._alert_lines(final)
             scored = final.conns[final.wanted]
-            read_at.append(scored[READ_AT].to_numpy())
+            self._unsent_read_at.append(scored[READ_AT].to_numpy())
             duration = (scored["duration"].to_numpy(dtype=np.float64, na_value=np.nan)
                         if "duration" in scored else np.zeros(len(scored)))
-            ended.append(scored["ts"].to_numpy(dtype=np.float64) + np.nan_to_num(duration))
-        if not chunks and not read_at:
-            return 0
-        end = self.outbox.append(lines)
+            self._unsent_ended.append(scored["ts"].to_numpy(dtype=np.float64)
+                                      + np.nan_to_num(duration))
+        if chunks or self._unsent_read_at:
+            self._dirty = True
+        if self._dirty and time.time() >= self._next_commit:
+            self.commit()
+        return rows
+
+    def commit(self) -> None:
+        """Save what the rounds since the last commit did, and let the sinks see its alerts.
+
+        Saving costs time in proportion to the records held, so commits are spaced to take
+        at most about a fifth of the time: with few records held, every round commits.
+        """
+        if not self._dirty:
+            return
+        started = time.time()
+        end = self.outbox.append(self._unsent)
         self._save()
         self.outbox.commit(end)
         committed_at = time.time()
-        for times, ends in zip(read_at, ended, strict=True):
+        self._next_commit = committed_at + 4 * (committed_at - started)
+        for times, ends in zip(self._unsent_read_at, self._unsent_ended, strict=True):
             self.metrics.rows.inc(len(times))
             for lag in (committed_at - times).tolist():
                 self.metrics.lag.observe(lag)
             for age in (committed_at - ends).tolist():
                 self.metrics.record_age.observe(age)
+        self._unsent, self._unsent_read_at, self._unsent_ended = [], [], []
+        self._dirty = False
         self.metrics.held.set(len(self.window))
         self._release()
-        return rows
 
     # -- one finalised batch -------------------------------------------------------------
 
