@@ -7,6 +7,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from tests.conftest import poll
 from tests.watch.conftest import (
     batch_alerts,
@@ -19,6 +21,8 @@ from tests.watch.conftest import (
     wait_until_watching,
     zeek_sample,
 )
+
+pytestmark = pytest.mark.e2e  # the watcher and the writer run as real processes
 
 
 def test_watched_log_gives_the_batch_alerts_through_rotations_and_a_restart(

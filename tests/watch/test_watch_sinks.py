@@ -35,6 +35,7 @@ def _check_syslog(message: bytes) -> dict:
     return alert
 
 
+@pytest.mark.e2e
 def test_webhook_down_then_back_gets_every_alert_once_and_syslog_every_alert(log_folder,
                                                                             tmp_path):
     source = zeek_sample("scenario-malicious.conn.log.labeled")
