@@ -67,3 +67,18 @@ def test_a_file_truncated_in_place_is_read_again_from_its_start(tmp_path):
     with open(path, "ab") as handle:
         handle.write(b"d\n")
     assert _lines(follower.read()) == [b"d"]
+
+
+def test_the_rest_of_a_rotated_file_is_read_in_bounded_pieces(tmp_path):
+    path = tmp_path / "conn.log"
+    path.write_bytes(b"")
+    follower = LogFollower(path)
+    follower.read()
+    path.write_bytes(b"".join(b"%04d\n" % i for i in range(100)))  # 500 bytes
+    os.rename(path, tmp_path / "conn.1.log")
+    path.write_bytes(b"next\n")
+    pieces = []
+    while chunks := follower.read(max_bytes=120):
+        assert sum(len(chunk.data) for chunk in chunks) <= 120
+        pieces += _lines(chunks)
+    assert pieces == [b"%04d" % i for i in range(100)] + [b"next"]

@@ -83,21 +83,21 @@ class LogFollower:
         while budget > 0:
             if self._fd is None and not self._open_next():
                 break
-            chunk = self._read_lines(budget)
+            # looked at before reading: Zeek writes a file's last record before renaming it,
+            # so once the path names another file, this read reaches the file's true end
+            finished = self._rotated()
+            chunk = self._read_lines(budget, final=finished)
             if chunk is not None:
                 chunks.append(chunk)
                 budget -= len(chunk.data)
-                if budget <= 0:
-                    break
-            if not self._rotated():
+            if not finished or not self._at_end():
                 break
-            # the path names another file now: finish this one, then go on with the next
-            rest = self._read_lines(1 << 62, final=True)
-            if rest is not None:
-                chunks.append(rest)
-                budget -= len(rest.data)
-            self._close()
+            self._close()  # then go on with the next file
         return chunks
+
+    def _at_end(self) -> bool:
+        assert self._fd is not None and self.position is not None
+        return os.fstat(self._fd).st_size <= self.position.offset
 
     def _read_lines(self, budget: int, final: bool = False) -> Chunk | None:
         assert self._fd is not None and self.position is not None
