@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("communityid").setLevel(logging.WARNING)  # it logs every hash at INFO
 
-    from server.model_holder import ModelHolder
+    from server.model_holder import ModelHolder  # the API's hot swap, reused as it is
     from utils.watch.metrics import WatchMetrics
     from utils.watch.sinks import FileSink, StdoutSink, SyslogSink, WebhookSink
     from utils.watch.watcher import WatchConfig, Watcher
@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
     holder = ModelHolder(config["MODEL_DIR"], check_interval=config["MODEL_CHECK_INTERVAL"])
     holder.refresh(force=True)
+    model, fault = holder.status()
+    if model is None:
+        print(f"error: no model to score with: {fault}", file=sys.stderr)
+        return 2
     metrics = WatchMetrics()
     if not args.no_metrics:
         metrics.serve(config["WATCH_METRICS_PORT"], args.metrics_address)
