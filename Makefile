@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 # Where `make data` copies NSL-KDD from instead of downloading it (CI: ../shared/data/nsl-kdd).
 NSLKDD_SEED ?= $(wildcard ../shared/data/nsl-kdd)
 PYTEST_ARGS ?=
+# `make watch`: the Zeek log folder to follow and where alerts go (watch_zeek.py --help).
+ZEEK_LOGS ?= /opt/zeek/logs/current
+WATCH_ARGS ?= --alerts-file data/watch/alerts.ndjson
 
-.PHONY: help venv data train retrain run test test-fast lint bench clean
+.PHONY: help venv data train retrain run watch test test-fast lint bench clean
 
 help:
 	@echo "make run    start the ML API and the web frontend (committed model; no data needed)"
@@ -17,6 +20,7 @@ help:
 	@echo "make data   fetch NSL-KDD into \$$ANOMALYZE_DATA_DIR (default data/), checksums verified"
 	@echo "make train  train the default model on data/KDDTrain+.txt into models/"
 	@echo "make retrain  retrain now on KDDTrain+ plus kept uploads; promoted only if not worse"
+	@echo "make watch  follow \$$ZEEK_LOGS/conn.log live and write alerts (\$$WATCH_ARGS)"
 	@echo "make bench  run the benchmarks and write benchmarks/results/"
 
 $(STAMP): requirements.txt requirements-dev.txt api/requirements.txt
@@ -38,6 +42,9 @@ retrain: data
 
 run: venv
 	$(PY) scripts/run_local.py
+
+watch: venv
+	$(PY) watch_zeek.py $(ZEEK_LOGS) $(WATCH_ARGS)
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]): the layering.
 lint: venv

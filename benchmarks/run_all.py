@@ -6,8 +6,10 @@
 
 Sections: quality (NSL-KDD detection vs baselines), throughput (in-process), zeek (feature
 derivation speed, temporal-split detection), zeek_memory (a gzip conn.log inflating to
-1000 MiB posted to gunicorn: the worker's peak memory), http (benchmarks/bench_http.py,
-skipped with a note when missing). Progress goes to stderr.
+1000 MiB posted to gunicorn: the worker's peak memory), watch (the live watcher as a process:
+sustained rate and lag at 1,000 and 20,000 connections/s written, memory after 1 M and 10 M
+connections; --watch-seconds and --watch-memory-rows make it quicker), http
+(benchmarks/bench_http.py, skipped with a note when missing). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from utils.cli import progress
 from utils.durable_files import atomic_write_bytes
 from utils.model_store import load_model
 
-SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "http")
+SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "watch", "http")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
@@ -88,7 +90,8 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     atomic_write_bytes(out_dir / "latest.md", render_markdown(results).encode())
 
 
-def run(sections: list[str], notes: list[str], config: dict) -> dict:
+def run(sections: list[str], notes: list[str], config: dict,
+        watch: dict | None = None) -> dict:
     """The sections' results; ``config``: the scripts' settings (settings.script_settings)."""
     started = time.perf_counter()
     results: dict = {"schema": SCHEMA, "machine": machine_info(), "sections": sections,
@@ -131,6 +134,10 @@ def run(sections: list[str], notes: list[str], config: dict) -> dict:
             results["zeek_memory"] = large_upload_memory(zeek_path, progress)
         else:
             results["zeek_memory"] = {"skipped": f"{zeek_path} not found (set ANOMALYZE_ZEEK_DIR)"}
+    if "watch" in sections:
+        from benchmarks.watch_bench import run_watch
+
+        results["watch"] = run_watch(model_dir, progress, **(watch or {}))
     if "http" in sections:
         results["http"] = run_http(progress)
         if "skipped" in results["http"]:
@@ -149,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--note", action="append", default=[],
                         help="a line to add under the machine description (repeatable)")
+    parser.add_argument("--watch-seconds", type=float, default=20.0,
+                        help="watch: seconds of writing at each rate (default 20)")
+    parser.add_argument("--watch-memory-rows", default="1e6,1e7",
+                        help="watch: record counts to measure the watcher's memory after "
+                        "(default 1e6,1e7; e.g. 1e5,1e6 for a quick run; empty: none)")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-render plots and latest.md from this results file only")
     args = parser.parse_args(argv)
@@ -160,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(sections) - set(SECTIONS))
         if unknown:
             parser.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
-        results = run(sections, args.note, config)
+        watch = {"seconds": args.watch_seconds,
+                 "memory_rows": tuple(int(float(n)) for n in args.watch_memory_rows.split(",")
+                                      if n.strip())}
+        results = run(sections, args.note, config, watch)
     write_outputs(results, args.out_dir)
     progress(f"wrote {args.out_dir / 'latest.json'}, latest.md and "
              f"{len(results['plots'])} plots in {results['total_seconds'] / 60:.1f} min")

@@ -65,7 +65,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_CORS_ORIGINS", (), origins, API,
             "origins whose browser pages may read the API's answers",
             shown="empty: no cross-origin access"),
-    Setting("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, number(at_least=0), API,
+    Setting("ANOMALYZE_MODEL_CHECK_INTERVAL", 1.0, number(at_least=0), API_SCRIPTS,
             "seconds between checks whether `model.joblib` was replaced; `0` checks on "
             "every request"),
     Setting("ANOMALYZE_LOG_LEVEL", "INFO", log_level, API,
@@ -161,6 +161,26 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds `make run` waits for both services to answer"),
     Setting("ANOMALYZE_ZEEK_DIR", REPO_ROOT.parent / "shared" / "data" / "zeek", path, SCRIPTS,
             "folder of the labeled Zeek conn.log that `make bench` evaluates"),
+    # --- the live Zeek watcher (watch_zeek.py) ---------------------------------------------
+    Setting("ANOMALYZE_WATCH_STATE_DIR", REPO_ROOT / "data" / "watch", path, SCRIPTS,
+            "the watcher's saved state (read position, held records) and its alert outbox; "
+            "one folder per watched log"),
+    Setting("ANOMALYZE_WATCH_REORDER_SECONDS", 120.0, number(at_least=0), SCRIPTS,
+            "log seconds a record may come behind the newest and still count in earlier rows' "
+            "windows; records wait this long"),
+    Setting("ANOMALYZE_WATCH_IDLE_FLUSH_SECONDS", 0.0, number(at_least=0), SCRIPTS,
+            "wall-clock seconds without a new record after which every waiting record is "
+            "scored (for replayed logs); `0`: never"),
+    Setting("ANOMALYZE_WATCH_POLL_SECONDS", 0.25, number(above=0), SCRIPTS,
+            "pause between looks at the log when nothing new was written"),
+    Setting("ANOMALYZE_WATCH_SUPPRESS_SECONDS", 3600.0, number(at_least=0), SCRIPTS,
+            "at most one alert per (source, destination, service) per this many seconds of "
+            "log time; `0` sends every alert"),
+    Setting("ANOMALYZE_WATCH_MAX_HELD_ROWS", 500_000, whole_number(at_least=1), SCRIPTS,
+            "most records waiting for their window; past it the oldest are scored early"),
+    Setting("ANOMALYZE_WATCH_METRICS_PORT", 9180, port, SCRIPTS,
+            "port of the watcher's Prometheus `/metrics` (on 127.0.0.1 unless "
+            "`--metrics-address`)"),
     # --- tests ------------------------------------------------------------------------------
     Setting("ANOMALYZE_NSLKDD_DIR", REPO_ROOT / "data", path, ("scripts", "tests"),
             "where the tests and `benchmarks/bench_http.py` find the NSL-KDD files (tests "

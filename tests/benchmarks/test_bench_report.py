@@ -171,3 +171,22 @@ def test_write_outputs_writes_json_markdown_and_png_plots(results, tmp_path):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     text = (tmp_path / "latest.md").read_text()
     assert "![throughput](throughput.png)" in text
+
+
+def test_live_watcher_figures_are_tabulated(results):
+    run = {"rate_written": 20000.0, "records": 300_000, "writing_seconds": 15.0,
+           "scored_per_second_while_writing": 19_500.4, "seconds_until_all_scored": 15.6,
+           "sustained_per_second": 19_230.8, "lag_p50_seconds": 0.36, "lag_p99_seconds": 1.0,
+           "alerts": 120.0, "watcher_rss_mb": 300.2}
+    results["watch"] = {
+        "protocol": {"reorder_seconds": 0, "suppress_seconds": 0, "poll_seconds": 0.05,
+                     "rotate_every": 500_000, "seconds_per_rate": 15.0, "sink": "file",
+                     "own_traffic_model_k": [10, 12]},
+        "rates": [run], "nslkdd_model": {**run, "rate_written": 1000.0},
+        "memory": {"checkpoints": [{"records": 1_000_000, "rss_mb": 310.0},
+                                   {"records": 10_000_000, "rss_mb": 312.0}],
+                   "rss_ratio_last_to_first": 1.006}}
+    text = render_markdown(results)
+    assert "| 20,000 | 300,000 | 19,500 | 15.6 s | 0.360 s | 1.000 s | 120 | 300 MB |" in text
+    assert "| 1,000 (NSL-KDD model) |" in text
+    assert "RSS 310 MB after 1,000,000, 312 MB after 10,000,000 (ratio 1.01)" in text

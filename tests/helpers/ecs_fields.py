@@ -24,6 +24,7 @@ ECS_TYPES: dict[str, str] = {
     "event.module": "keyword",
     "event.dataset": "keyword",
     "event.created": "date",
+    "event.id": "keyword",
     "event.severity": "long",
     "event.risk_score": "float",
     "event.risk_score_norm": "float",
@@ -53,6 +54,7 @@ CUSTOM_TYPES: dict[str, str] = {
     "anomalyze.top_features.contribution": "float",
     "anomalyze.top_features.unseen_category": "boolean",
     "anomalyze.row": "long",
+    "anomalyze.suppressed": "long",
     "anomalyze.model_version": "keyword",
     "anomalyze.input_kind": "keyword",
 }
