@@ -21,7 +21,9 @@ from settings.parsers import (
     origins,
     path,
     port,
+    postgres_url,
     rate_limit,
+    s3_url,
     token,
     whole_number,
 )
@@ -103,6 +105,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_RETRAIN_MAX_ROWS_PER_CLIENT", 10_000, whole_number(at_least=0),
             API_SCRIPTS, "most rows the anonymous uploads of one client address add to a "
             "candidate's fit set"),
+    # --- several instances (docs/CONFIG.md, "Several instances") --------------------------
+    Setting("ANOMALYZE_DATABASE_URL", None, postgres_url, API_SCRIPTS,
+            "PostgreSQL holding the upload registry, the retrain queue, run log and lock, and "
+            "the current-model pointer, shared by every instance",
+            shown="unset: SQLite in the data folder"),
+    Setting("ANOMALYZE_STORE_URL", None, s3_url, API_SCRIPTS,
+            "S3-compatible bucket (and prefix) holding kept uploads and model versions by "
+            "SHA-256; needs `ANOMALYZE_DATABASE_URL`; endpoint and keys from the standard "
+            "`AWS_*` variables", shown="unset: the local data and model folders"),
+    Setting("ANOMALYZE_DB_POOL_SIZE", 4, whole_number(at_least=1), API,
+            "most PostgreSQL connections one API worker process keeps open"),
     # --- the servers (gunicorn.conf.py; the client limits also gunicorn_frontend.conf.py) ---
     Setting("WEB_CONCURRENCY", 2, whole_number(at_least=1), ("gunicorn", "scripts"),
             "gunicorn worker processes (they share the model loaded before the fork)"),
