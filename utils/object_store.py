@@ -15,10 +15,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from utils.backends import BackendUnavailable
+
 _BLOCK = 1 << 20
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(BackendUnavailable):
     """The object store could not be reached or refused the request."""
 
 

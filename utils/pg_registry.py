@@ -34,6 +34,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from utils.backends import BackendUnavailable
 from utils.pg_schema import (
     LOCK_NAMESPACE,
     RETRAIN_LOCK,
@@ -60,7 +61,7 @@ T = TypeVar("T")
 HOST = socket.gethostname()
 
 
-class RegistryUnavailable(RuntimeError):
+class RegistryUnavailable(BackendUnavailable):
     """PostgreSQL could not be reached, or dropped the connection mid-way."""
 
 
@@ -146,14 +147,18 @@ class PostgresRegistry:
         self._pool: ConnectionPool | None = None
         self._pool_pid: int | None = None
         self._pool_lock = threading.Lock()
+        self._schema_ready = not create_schema
         if create_schema:
-            self.upgrade_schema()
+            with contextlib.suppress(RegistryUnavailable):  # tried again on first use
+                self.upgrade_schema()
 
     def upgrade_schema(self) -> None:
+        """Create or upgrade the schema (utils.pg_schema.upgrade: safe from many at once)."""
         try:
             upgrade(self.url)
         except psycopg.OperationalError as exc:
             raise RegistryUnavailable(f"PostgreSQL: {exc}") from exc
+        self._schema_ready = True
 
     # --- connections -----------------------------------------------------------------------
     def _get_pool(self) -> ConnectionPool:
@@ -171,6 +176,8 @@ class PostgresRegistry:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:
+        if not self._schema_ready:  # the database was away when this process started
+            self.upgrade_schema()
         try:
             with self._get_pool().connection() as conn, conn.transaction():
                 yield conn
