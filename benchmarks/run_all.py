@@ -27,7 +27,8 @@ from benchmarks.machine import machine_info
 from benchmarks.report import render_markdown
 from settings import script_settings
 from utils.cli import progress
-from utils.model_store import atomic_write_bytes, load_model
+from utils.durable_files import atomic_write_bytes
+from utils.model_store import load_model
 
 SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "http")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
