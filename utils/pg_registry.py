@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import threading
 import time
@@ -42,20 +43,18 @@ from utils.pg_schema import (
     connect,
     upgrade,
 )
-from utils.upload_registry import (
+from utils.registry.interface import (
+    DEFAULT_THRESHOLD,
     OUTCOMES,
     STATUSES,
-    UPLOADS_DIR,
     NotQuarantined,
     Registration,
     RetrainBusy,
     UnknownUpload,
     Upload,
     UploadQuota,
-    sanitise_name,
-    stored_file_name,
-    utc_timestamp,
 )
+from utils.upload_registry import UPLOADS_DIR, sanitise_name, stored_file_name, utc_timestamp
 
 T = TypeVar("T")
 HOST = socket.gethostname()
@@ -87,19 +86,16 @@ class LocalFiles:
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-        name = stored_file_name(sha256, original_name, path)
-        try:  # never over a file of the same name: a concurrent keep of the same content
-            os.link(path, self.uploads_dir / name)
-        except FileExistsError:
-            return f"{UPLOADS_DIR}/{name}"  # ``path`` stays: this keep moved nothing
-        os.unlink(path)
+        # A name of its own per keep (a random part): processes racing to keep the same
+        # content each write their own file, and the loser takes back only its own.
+        stem, dot, suffix = stored_file_name(sha256, original_name, path).rpartition(".")
+        name = f"{stem}-{secrets.token_hex(3)}{dot}{suffix}"
+        os.replace(path, self.uploads_dir / name)
         return f"{UPLOADS_DIR}/{name}"
 
     def forget(self, location: str, path: Path) -> None:
-        """Give the file back to ``path``, unless ``keep`` left it there."""
-        if not path.exists():
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(self.data_dir / location, path)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.data_dir / location, path)
 
     def local_path(self, upload: Upload) -> Path:
         return self.data_dir / upload.stored_path
@@ -209,7 +205,7 @@ class PostgresRegistry:
         contract of ``UploadRegistry.register``. The file is kept before its row is written,
         so a row never names a missing file; a row not written forgets the file again."""
         path = Path(path)
-        threshold = 10 if threshold is None else int(threshold)
+        threshold = DEFAULT_THRESHOLD if threshold is None else int(threshold)
         known = self.find(sha256)
         if known is not None:
             return self._duplicate(known, trusted)
@@ -239,7 +235,7 @@ class PostgresRegistry:
             with contextlib.suppress(OSError):
                 self.files.forget(location, path)
             raise
-        if row is None:  # another instance kept the same content meanwhile
+        if row is None:  # another process kept the same content meanwhile
             self.files.forget(location, path)
             known = self.find(sha256)
             return self._duplicate(known, trusted)
@@ -256,16 +252,12 @@ class PostgresRegistry:
     @staticmethod
     def _quota_refusal(conn: psycopg.Connection, quota: UploadQuota, size: int,
                        client: str | None) -> str | None:
-        total = conn.execute("SELECT COALESCE(SUM(size), 0) AS n FROM uploads").fetchone()["n"]
-        if total + size > quota.total_bytes:
-            return "quota_total"
         since = utc_timestamp(time.time() - quota.client_window_seconds)
-        recent = conn.execute(
-            "SELECT COALESCE(SUM(size), 0) AS n FROM uploads WHERE client IS NOT DISTINCT FROM "
-            "%s AND received_at >= %s", (client, since)).fetchone()["n"]
-        if recent + size > quota.client_bytes:
-            return "quota_client"
-        return None
+        row = conn.execute(
+            "SELECT COALESCE(SUM(size), 0) AS total, COALESCE(SUM(size) FILTER (WHERE client "
+            "IS NOT DISTINCT FROM %s AND received_at >= %s), 0) AS recent FROM uploads",
+            (client, since)).fetchone()
+        return quota.refusal(int(row["total"]), int(row["recent"]), size)
 
     def find(self, sha256: str) -> Upload | None:
         rows = self._rows("SELECT * FROM uploads WHERE sha256 = %s", (sha256,))
@@ -281,6 +273,14 @@ class PostgresRegistry:
     def path_of(self, upload: Upload) -> Path:
         """A local file with the upload's bytes (fetched from the object store if need be)."""
         return self.files.local_path(upload)
+
+    @contextlib.contextmanager
+    def upload_file(self, upload: Upload) -> Iterator[Path]:
+        """The upload's bytes as a local file while the context lasts."""
+        yield self.path_of(upload)
+
+    def retrain_lock(self) -> PostgresRetrainLock:
+        return PostgresRetrainLock(self.url, connect_timeout=self.timeout)
 
     def counts(self) -> dict[str, int]:
         found = {row["status"]: row["n"] for row in self._rows(
@@ -456,9 +456,13 @@ class PostgresRetrainLock:
             raise RegistryUnavailable(f"PostgreSQL: {exc}") from exc
 
     def release(self) -> None:
-        """Closing the session releases the lock (an explicit unlock is not needed)."""
+        """Unlock (answered once the lock is free), then close the session, which would
+        release it anyway, a moment later."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)",
+                             (LOCK_NAMESPACE, RETRAIN_LOCK))
             with contextlib.suppress(psycopg.Error):
                 conn.close()
 

@@ -23,10 +23,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from utils.model_store import CARD_FILE, MODEL_FILE, atomic_write_bytes, card_json
+from utils.durable_files import atomic_write_bytes
+from utils.model_store import CARD_FILE, MODEL_FILE, card_json
 from utils.object_store import ObjectStore, sha256_of
 from utils.pg_registry import PostgresRegistry, PostgresRetrainLock, RegistryUnavailable
-from utils.upload_registry import RetrainBusy, Upload
+from utils.registry.interface import RetrainBusy, Upload
 
 POINTER_MARK = ".pointer"  # in a model folder: which pointer model its model.joblib is
 SYNC_LOCK = ".sync.lock"
