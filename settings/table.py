@@ -107,13 +107,12 @@ SETTINGS: tuple[Setting, ...] = (
             "candidate's fit set"),
     # --- several instances (docs/CONFIG.md, "Several instances") --------------------------
     Setting("ANOMALYZE_DATABASE_URL", None, postgres_url, API_SCRIPTS,
-            "PostgreSQL holding the upload registry, the retrain queue, run log and lock, and "
-            "the current-model pointer, shared by every instance",
+            "PostgreSQL shared by every instance: upload registry, retrain queue, run log, lock, "
+            "current model",
             shown="unset: SQLite in the data folder"),
     Setting("ANOMALYZE_STORE_URL", None, s3_url, API_SCRIPTS,
-            "S3-compatible bucket (and prefix) holding kept uploads and model versions by "
-            "SHA-256; needs `ANOMALYZE_DATABASE_URL`; endpoint and keys from the standard "
-            "`AWS_*` variables", shown="unset: the local data and model folders"),
+            "S3-compatible bucket of kept uploads and model versions (needs the database URL; "
+            "keys: `AWS_*`)", shown="unset: the local data and model folders"),
     Setting("ANOMALYZE_DB_POOL_SIZE", 4, whole_number(at_least=1), API,
             "most PostgreSQL connections one API worker process keeps open"),
     # --- the servers (gunicorn.conf.py; the client limits also gunicorn_frontend.conf.py) ---

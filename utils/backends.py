@@ -15,6 +15,8 @@ class BackendUnavailable(RuntimeError):
     """A shared backend (the database or the object store) did not answer; the caller
     degrades (an upload is scored but not kept) and the next call tries again."""
 
+    reason = "backend_unavailable"  # the ``store_reason`` / ``error_type`` clients see
+
 
 class BackendConfigError(ValueError):
     """The combination of backend settings cannot work (the message says which to set)."""
@@ -24,7 +26,7 @@ class BackendConfigError(ValueError):
 class Backends:
     """The registry (with its kept files), the retrain lock and the shared model store."""
 
-    registry: Any  # UploadRegistry or PostgresRegistry (the same methods)
+    registry: Any  # UploadRegistry or PostgresRegistry (None: the API's sink opens SQLite)
     data_dir: Path
     model_dir: Path
     database_url: str | None = None
@@ -59,15 +61,23 @@ class Backends:
 
 def open_backends(data_dir: Path | str, model_dir: Path | str, *,
                   database_url: str | None = None, store_url: str | None = None,
-                  pool_size: int = 4, timeout: float = 3.0) -> Backends:
+                  pool_size: int = 4, timeout: float = 3.0, sqlite: bool = True,
+                  work_dir: bool = False) -> Backends:
     """The backends the settings name; with a database URL the schema is created or upgraded
-    now (utils.pg_schema; RegistryUnavailable if the database does not answer)."""
+    now, or on first use if the database does not answer yet. ``sqlite`` False: no SQLite
+    registry is opened (the API's upload sink opens its own, tolerating a full disk).
+
+    ``work_dir`` (the retrain process): with a shared store the run works in a model folder of
+    its own, ``<data_dir>/retrain-model``, brought to the shared current model whenever it
+    takes the lock; the serving folder only ever changes by syncing from the pointer, so a run
+    killed before its promotion committed is never served.
+    """
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     if store_url and not database_url:
         raise BackendConfigError("ANOMALYZE_STORE_URL needs ANOMALYZE_DATABASE_URL: the "
                                  "current-model pointer and the upload registry live there")
     if not database_url:
-        return Backends(UploadRegistry(data_dir), data_dir, model_dir)
+        return Backends(UploadRegistry(data_dir) if sqlite else None, data_dir, model_dir)
     if not store_url:
         from utils.pg_registry import PostgresRegistry
 
@@ -78,6 +88,8 @@ def open_backends(data_dir: Path | str, model_dir: Path | str, *,
     from utils.shared_store import SharedStoreRegistry
 
     store = ObjectStore(store_url)
+    if work_dir:
+        model_dir = data_dir / "retrain-model"
     registry = SharedStoreRegistry(database_url, data_dir, store, model_dir,
-                                   pool_size=pool_size, timeout=timeout)
+                                   pool_size=pool_size, timeout=timeout, sync_first=work_dir)
     return Backends(registry, data_dir, model_dir, database_url, store, registry.models)

@@ -23,6 +23,8 @@ _BLOCK = 1 << 20
 class StoreUnavailable(BackendUnavailable):
     """The object store could not be reached or refused the request."""
 
+    reason = "store_unavailable"
+
 
 class CorruptObject(RuntimeError):
     """An object's bytes do not match the SHA-256 it is stored under."""
@@ -39,7 +41,7 @@ def sha256_of(path: Path) -> str:
 class ObjectStore:
     """The bucket and prefix of ``url`` (``s3://bucket/prefix``), created on first use."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 3.0,
+    def __init__(self, url: str, *, connect_timeout: float = 2.0,
                  read_timeout: float = 30.0) -> None:
         parts = urlsplit(url)
         self.url = url.rstrip("/")

@@ -63,6 +63,8 @@ HOST = socket.gethostname()
 class RegistryUnavailable(BackendUnavailable):
     """PostgreSQL could not be reached, or dropped the connection mid-way."""
 
+    reason = "registry_unavailable"
+
 
 class KeptFiles(Protocol):
     """Where kept uploads go: ``keep`` a valid temp file (its location, as stored in the

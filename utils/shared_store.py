@@ -220,12 +220,25 @@ class SharedStoreRegistry(PostgresRegistry):
     """
 
     def __init__(self, url: str, data_dir: Path | str, store: ObjectStore, model_dir: Path,
-                 **options: Any) -> None:
+                 *, sync_first: bool = False, **options: Any) -> None:
         self.store = store
         self.model_dir = Path(model_dir)
+        self.sync_first = sync_first
         super().__init__(url, data_dir,
                          files=StoreFiles(store, Path(data_dir) / "store-cache"), **options)
         self.models = SharedModels(self, store)
+
+    # A retrain calls these first whenever it holds the lock: its working folder is brought
+    # to the shared current model then (another instance may have promoted since).
+    def interrupted_runs(self) -> list[dict[str, Any]]:
+        if self.sync_first:
+            self.models.sync(self.model_dir)
+        return super().interrupted_runs()
+
+    def take_request(self) -> bool:
+        if self.sync_first:
+            self.models.sync(self.model_dir)
+        return super().take_request()
 
     def finish_run(self, run_id: int, outcome: str, reason: str, **kwargs: Any) -> None:
         published = None
