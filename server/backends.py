@@ -99,6 +99,8 @@ def init_app(app: Flask) -> Backends:
             log.error("shared model not seeded: %s: %s", type(exc).__name__, exc)
         watch.sync_model()  # before the model holder loads: an empty folder gets the model
     if backends.shared:
+        backends.registry.close()  # gunicorn forks next: each worker opens its own pool
+    if backends.shared:
         app.before_request(watch.ensure_running)
     app.extensions[EXTENSION_KEY] = watch
     app.register_error_handler(BackendUnavailable, _unavailable)
