@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from settings import parsers, script_settings
-from utils.backends import open_backends
+from utils.backends import BackendUnavailable, open_backends
 from utils.cli import progress
 from utils.upload_registry import NotQuarantined, UnknownUpload
 
@@ -83,6 +83,14 @@ def _checked(parse: parsers.Parser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except BackendUnavailable as exc:  # before a run was recorded: its request stays queued
+        print(f"error: {exc}; the queued request waits for the next trigger", file=sys.stderr)
+        return EXIT_CODES["failed"]
+
+
+def run(argv: list[str] | None) -> int:
     config = script_settings()
     args = parse_args(argv)
     data_dir = args.data_dir or config["DATA_DIR"]
