@@ -10,7 +10,6 @@ figures leave out network latency to a managed database; they show the engines' 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import statistics
 import tempfile
@@ -81,21 +80,14 @@ def run_registry(progress: Callable[[str], None], pg_bindir: Path | None = None
             registry.close()
             progress(f"registry: postgresql p50 "
                      f"{results['backends']['postgresql']['p50_ms']:.2f} ms")
-            saved = {name: os.environ.get(name) for name in s3.env()}
-            os.environ.update(s3.env())  # boto3 reads the standard variables
-            try:
-                store = ObjectStore("s3://bench/anomalyze")
-                registry = PostgresRegistry(postgres.create_database("bench_s3"),
-                                            root / "pgs3", files=StoreFiles(store, root / "c"))
-                results["backends"]["postgresql+s3"] = _summary(
-                    _time_registrations(registry, root / "pgs3"))
-                registry.close()
-            finally:
-                for name, value in saved.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
+            store = ObjectStore("s3://bench/anomalyze", client_options={
+                "endpoint_url": s3.endpoint_url, "region_name": s3.region,
+                "aws_access_key_id": s3.access_key, "aws_secret_access_key": s3.secret_key})
+            registry = PostgresRegistry(postgres.create_database("bench_s3"), root / "pgs3",
+                                        files=StoreFiles(store, root / "cache"))
+            results["backends"]["postgresql+s3"] = _summary(
+                _time_registrations(registry, root / "pgs3"))
+            registry.close()
             progress(f"registry: postgresql+s3 p50 "
                      f"{results['backends']['postgresql+s3']['p50_ms']:.2f} ms")
     finally:

@@ -265,5 +265,6 @@ def _requested_version() -> str | None:
 
 def _run_summary(run: dict) -> dict:
     keys = ("id", "started_at", "finished_at", "outcome", "reason", "metrics_before",
-            "metrics_after", "version", "previous_version", "triggered_by", "uploads_used")
+            "metrics_after", "version", "previous_version", "triggered_by", "uploads_used",
+            "host")
     return {key: run.get(key) for key in keys}

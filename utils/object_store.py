@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from utils.backends import BackendUnavailable
@@ -41,14 +42,17 @@ def sha256_of(path: Path) -> str:
 class ObjectStore:
     """The bucket and prefix of ``url`` (``s3://bucket/prefix``), created on first use."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 2.0,
-                 read_timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 2.0, read_timeout: float = 30.0,
+                 client_options: dict[str, Any] | None = None) -> None:
+        """``client_options``: boto3.client keywords (endpoint_url, keys) instead of the
+        standard variables (a benchmark's own server)."""
         parts = urlsplit(url)
         self.url = url.rstrip("/")
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self._options = {"connect_timeout": connect_timeout, "read_timeout": read_timeout,
                          "retries": {"max_attempts": 2, "mode": "standard"}}
+        self._client_options = client_options or {}
         self._client = None
         self._pid: int | None = None
         self._bucket_checked = False
@@ -60,7 +64,8 @@ class ObjectStore:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.client("s3", config=Config(**self._options))
+            self._client = boto3.client("s3", config=Config(**self._options),
+                                        **self._client_options)
             self._pid = os.getpid()
         return self._client
 
