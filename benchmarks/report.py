@@ -524,7 +524,10 @@ def _registry_section(registry: dict) -> list[str]:
              f"`register()` per upload (keep once by SHA-256, quota, counter), "
              f"{registry.get('uploads', '?')} small unique uploads one after another, real "
              "servers on 127.0.0.1 (no network latency to a managed database included). "
-             "`benchmarks/registry_bench.py`.", ""]
+             "The throwaway PostgreSQL runs with `fsync=off` and `synchronous_commit=off` "
+             "(utils/local_engines.py) while SQLite fsyncs every commit, so the PostgreSQL "
+             "rows are a lower bound for a durable server. `benchmarks/registry_bench.py`.",
+             ""]
     if registry.get("skipped"):
         lines += [f"PostgreSQL and S3 skipped: {registry['skipped']}", ""]
     lines += ["| backend | p50 (ms) | p90 (ms) | mean (ms) |", "| --- | --- | --- | --- |"]
