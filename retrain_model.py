@@ -1,7 +1,7 @@
 """Retrain on the training data plus kept uploads; promote the candidate only if it is not worse.
 
     python retrain_model.py [--force] [--model-dir models] [--data-dir data] [--train FILE]
-                            [--k 100,150,200,250,300] [--tolerance 0.005]
+                            [--k 400,450,500,550,600] [--tolerance 0.005]
                             [--category-tolerance 0.02] [--requeue-rejected]
                             [--list-quarantined] [--release SHA256|all ...]
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from settings import parsers, script_settings
 from utils.backends import BackendUnavailable, open_backends
 from utils.cli import progress
-from utils.upload_registry import NotQuarantined, UnknownUpload
+from utils.registry import NotQuarantined, UnknownUpload
 
 EXIT_CODES = {"promoted": 0, "failed": 1, "rejected": 3}
 EXIT_BUSY = 4
@@ -125,7 +125,7 @@ def run(argv: list[str] | None) -> int:
         print(f"nothing queued: {pending} pending upload(s), {state['uploads_since_retrain']} "
               f"of {config['RETRAIN_THRESHOLD']} since the last trigger; --force retrains now")
         return 0
-    lock = backends.retrain_lock()
+    lock = registry.retrain_lock()
     if not lock.acquire(wait=args.lock_wait):
         progress("another retrain holds the lock; it will serve the queued requests")
         return EXIT_BUSY

@@ -56,13 +56,13 @@ def run_registry(progress: Callable[[str], None], pg_bindir: Path | None = None
                  ) -> dict[str, Any]:
     """p50/p90/mean of ``register()`` per backend; skipped (with why) if an engine is missing."""
     from utils.local_engines import EngineUnavailable, PostgresServer, S3Server
-    from utils.upload_registry import UploadRegistry
+    from utils.registry import SQLiteRegistry
 
     results: dict[str, Any] = {"uploads": N_UPLOADS, "backends": {}}
     root = Path(tempfile.mkdtemp(prefix="anomalyze-registry-bench-"))
     try:
         results["backends"]["sqlite"] = _summary(
-            _time_registrations(UploadRegistry(root / "sqlite"), root / "sqlite"))
+            _time_registrations(SQLiteRegistry(root / "sqlite"), root / "sqlite"))
         progress(f"registry: sqlite p50 {results['backends']['sqlite']['p50_ms']:.2f} ms")
         try:
             postgres, s3 = PostgresServer(bindir=pg_bindir), S3Server()

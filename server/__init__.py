@@ -52,9 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     admin_limit.init_app(app)
     disk_space.init_app(app)
     shared = backends.init_app(app)  # before the model holder: it may fetch the model
-    sink = uploads.init_app(app)
-    if shared.registry is not None:
-        sink.registry = shared.registry
+    uploads.init_app(app, shared.registry)
     analysis_slots.init_app(app)
     model_holder.init_app(app)
     if app.config["CORS_ORIGINS"]:

@@ -1,28 +1,26 @@
-"""The model the service scores with, reloaded when the file on disk is replaced.
+"""The model the service scores with, reloaded when the model store's current one changes.
 
-Retraining swaps ``model.joblib`` atomically (temp file + rename). Each request asks
-``current()`` once at its start and finishes on that model, so a swap never mixes two models
-in one answer. Checking for a swap costs one ``os.stat`` at most every ``check_interval``
-seconds; a failed reload keeps the old model serving and is reported by ``/health``.
+A promotion or rollback replaces the current model atomically (utils.model_store). Each
+request asks ``current()`` once at its start and finishes on that model, so a swap never mixes
+two models in one answer. Checking for a swap costs one ``ModelStore.stamp()`` (an
+``os.stat`` on the local disk) at most every ``check_interval`` seconds; a failed reload keeps
+the old model serving and is reported by ``/health``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from flask import Flask, current_app
 
-from utils.model_store import MODEL_FILE, LoadedModel, ModelLoadError, load_model
+from utils.model_store import MODEL_FILE, LoadedModel, ModelLoadError, ModelStore, open_model_store
 from utils.scoring import warm_up
 
 log = logging.getLogger("anomalyze.server")
-
-FileStamp = tuple[int, int, int] | None  # (st_ino, st_mtime_ns, st_size); None: no file
 
 _NEVER = object()
 
@@ -31,30 +29,35 @@ class ModelUnavailable(RuntimeError):
     """No model has been loaded (missing or unusable model file)."""
 
 
-def load_warm_model(model_dir: Path) -> LoadedModel:
-    """load_model, then one scoring run on generated records (utils.scoring.warm_up).
+def load_warm_model(store: ModelStore) -> LoadedModel:
+    """The store's current model, after one scoring run on generated records
+    (utils.scoring.warm_up).
 
     Loaded in the master before the workers fork (gunicorn's preload_app), so no worker's
     first request pays the process's one-time costs; a model that cannot score fails here,
     at load, and is not served.
     """
-    model = load_model(model_dir)
+    model = store.current()
     warm_up(model)
     return model
 
 
 class ModelHolder:
-    """Holds the loaded model of ``model_dir`` and swaps in a new one when the file changes."""
+    """Holds the current model of a store (default: the local folder ``model_dir``) and swaps
+    in a new one when the store's current model changes. ``loader`` None loads through the
+    store (``load_warm_model``); a loader given is called with ``model_dir``."""
 
     def __init__(
         self,
         model_dir: Path | str,
         *,
         check_interval: float = 1.0,
-        loader: Callable[[Path], LoadedModel] = load_warm_model,
+        loader: Callable[[Path], LoadedModel] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        store: ModelStore | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.store = store if store is not None else open_model_store(self.model_dir)
         self.check_interval = check_interval
         self._loader = loader
         self._clock = clock
@@ -91,7 +94,7 @@ class ModelHolder:
             if not force and not self._due():
                 return  # another thread just checked
             self._checked_at = self._clock()
-            stamp = self._stamp()
+            stamp = self.store.stamp()
             if stamp == self._seen and not force:
                 return
             self._seen = stamp
@@ -103,20 +106,14 @@ class ModelHolder:
         checked = self._checked_at
         return checked is None or self._clock() - checked >= self.check_interval
 
-    def _stamp(self) -> FileStamp:
-        try:
-            st = os.stat(self.model_dir / MODEL_FILE)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-    def _load(self, stamp: FileStamp) -> None:
+    def _load(self, stamp: Hashable | None) -> None:
         if stamp is None and self._model is not None:
             self._error = f"{MODEL_FILE} has disappeared from the model folder"
             log.error("model file missing; still serving %s", self._model.version)
             return
         try:
-            model = self._loader(self.model_dir)
+            model = (load_warm_model(self.store) if self._loader is None
+                     else self._loader(self.model_dir))
         except ModelLoadError as exc:
             self._fail(str(exc))  # written for people: names the file, never its path
         except Exception as exc:  # a bad file must not take the service down

@@ -28,7 +28,7 @@ from server.uploads import Received, UploadSink, get_sink
 from utils.backends import BackendUnavailable
 from utils.model_store import LoadedModel
 from utils.preprocessing import iter_identity
-from utils.upload_registry import RegistryBusyError
+from utils.registry import RegistryBusyError
 
 log = logging.getLogger("anomalyze.server")
 

@@ -31,8 +31,8 @@ from server.model_holder import get_holder
 from server.query_params import whole_number
 from server.uploads import EXTENSION_KEY as UPLOADS_KEY
 from server.uploads import get_sink
-from utils.retraining import RetrainError, UnknownVersion, list_versions, rollback
-from utils.upload_registry import NotQuarantined, RetrainBusy, UnknownUpload, UploadRegistry
+from utils.registry import NotQuarantined, Registry, RetrainBusy, UnknownUpload
+from utils.retraining import RetrainError, UnknownVersion, rollback
 
 log = logging.getLogger("anomalyze.server")
 
@@ -99,7 +99,7 @@ def get_launcher() -> RetrainLauncher:
     return current_app.extensions[EXTENSION_KEY]
 
 
-def _registry() -> UploadRegistry:
+def _registry() -> Registry:
     return get_sink().registry
 
 
@@ -226,9 +226,7 @@ def rollback_model() -> Response:
             previous, current, quarantined = shared.models.rollback(version)
             get_watch().sync_model()
         else:
-            previous, current, quarantined = rollback(
-                current_app.config["MODEL_DIR"], current_app.config["DATA_DIR"], version,
-                registry=_registry(), lock=shared.retrain_lock())
+            previous, current, quarantined = rollback(get_holder().store, _registry(), version)
     except RetrainBusy:
         raise ApiError(409, "retrain_running",
                        "a retrain is in progress; roll back when it has finished") from None
@@ -248,7 +246,7 @@ def _versions() -> list[dict[str, str]]:
     models = get_backends().models
     if models is not None:
         return models.versions()
-    return list_versions(current_app.config["MODEL_DIR"])
+    return get_holder().store.versions()
 
 
 def _requested_version() -> str | None:

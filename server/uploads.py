@@ -4,7 +4,7 @@ Werkzeug would spool a large upload to a temp file of its own (and small ones to
 before the view sees it; ``UploadRequest`` hands it our ``HashingSpool`` instead, so the file
 is written once, under ``<data_dir>/incoming/``, with its SHA-256 computed as it arrives and its
 size limit enforced while it is written. ``UploadSink.register`` hands each valid upload to the
-SQLite upload registry (utils/upload_registry.py, docs/LEARNING.md), which keeps it once per
+upload registry (utils/registry/, docs/LEARNING.md), which keeps it once per
 content as ``<data_dir>/uploaded_logs/<UTC timestamp>-<sha256[:16]>.<ext>``, within the upload
 quota, and counts it towards the next retrain.
 """
@@ -30,7 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from server.config import megabytes, upload_limit_bytes
 from server.disk_space import is_out_of_space, is_storage_failure
 from server.multipart import UploadFormParser
-from utils.upload_registry import UploadQuota, UploadRegistry
+from utils.registry import Registry, UploadQuota, open_registry
 
 log = logging.getLogger("anomalyze.server")
 
@@ -137,13 +137,14 @@ class UploadSink:
     """Where uploads go: temp files while they are checked, a folder of kept files after."""
 
     def __init__(self, data_dir: Path | str, max_bytes: int | None = None,
-                 quota: UploadQuota | None = None) -> None:
+                 quota: UploadQuota | None = None, registry: Registry | None = None) -> None:
+        """``registry``: a shared one (server/backends.py); None opens the embedded one."""
         self.data_dir = Path(data_dir)
         self.incoming_dir = self.data_dir / INCOMING_DIR
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
         self.quota = quota  # None: no quota on kept uploads
-        self._registry: UploadRegistry | None = None
+        self._registry: Registry | None = registry
         self.retrain_threshold: int | None = None  # None: the registry's default
         self.on_retrain_due: Callable[[], object] = lambda: None
         try:
@@ -156,13 +157,13 @@ class UploadSink:
             log.error("upload registry not opened: %s: %s", type(exc).__name__, exc)
 
     @property
-    def registry(self) -> UploadRegistry:
+    def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = UploadRegistry(self.data_dir)
+            self._registry = open_registry(self.data_dir)
         return self._registry
 
     @registry.setter
-    def registry(self, registry: UploadRegistry) -> None:
+    def registry(self, registry: Registry) -> None:
         self._registry = registry
 
     def remove_stale_spools(self, older_than: float = _STALE_SECONDS) -> int:
@@ -224,14 +225,15 @@ class UploadSink:
                 "store_reason": registration.reason}
 
 
-def init_app(app: Flask) -> UploadSink:
-    """Attach the app's UploadSink and make Flask stream file uploads into it."""
+def init_app(app: Flask, registry: Registry | None = None) -> UploadSink:
+    """Attach the app's UploadSink and make Flask stream file uploads into it (``registry``
+    None: the embedded SQLite one in the data folder)."""
     quota = UploadQuota(
         total_bytes=megabytes(app.config["UPLOAD_QUOTA_MB"]),
         client_bytes=megabytes(app.config["UPLOAD_CLIENT_QUOTA_MB"]),
         client_window_seconds=app.config["UPLOAD_CLIENT_WINDOW_HOURS"] * 3600.0)
     sink = UploadSink(app.config["DATA_DIR"], upload_limit_bytes(app.config["MAX_UPLOAD_MB"]),
-                      quota)
+                      quota, registry)
     sink.remove_stale_spools()
     app.extensions[EXTENSION_KEY] = sink
     app.request_class = UploadRequest

@@ -17,7 +17,8 @@ import settings
 from settings import READERS, REPO_ROOT, SETTINGS, SettingError, load_settings, parsers
 from settings.__main__ import main as settings_main
 from settings.markdown import DOCS, render_table, selected, stale_documents
-from utils import preprocessing, retraining, upload_registry
+from utils import preprocessing, retraining
+from utils import registry as upload_registry
 from utils.gunicorn_worker import ClientLimits
 
 FREE_TEXT = (parsers.path, parsers.free_text)

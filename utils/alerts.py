@@ -25,13 +25,14 @@ from communityid.error import FlowTupleError
 
 from utils.model_store import LoadedModel
 from utils.preprocessing import ParsedRecords
+from utils.schema import SEVERITIES
 from utils.scoring import ScoredRecords, explain
 
 ECS_VERSION = "9.0.0"
 EVENT_MODULE = "anomalyze"
 EVENT_DATASET = "anomalyze.alerts"
 # event.severity: higher is more severe (ECS leaves the scale to the source).
-SEVERITY_NUMBERS: dict[str, int] = {"Low": 1, "Medium": 2, "High": 3, "Critical": 4}
+SEVERITY_NUMBERS: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES) if rank}
 # event.risk_score range of each severity: Elastic Security's ranges (low 0-21, medium 22-47,
 # high 48-73, critical 74-100), so a SIEM that derives severity from the risk score agrees
 # with ours. Critical approaches 100 without reaching it.

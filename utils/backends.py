@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from utils.upload_registry import RetrainLock, UploadRegistry
+from utils.registry import SQLiteRegistry
 
 
 class BackendUnavailable(RuntimeError):
@@ -24,9 +24,9 @@ class BackendConfigError(ValueError):
 
 @dataclass
 class Backends:
-    """The registry (with its kept files), the retrain lock and the shared model store."""
+    """The registry (with its kept files and its retrain lock) and the shared model store."""
 
-    registry: Any  # UploadRegistry or PostgresRegistry (None: the API's sink opens SQLite)
+    registry: Any  # SQLiteRegistry or PostgresRegistry (None: the API's sink opens SQLite)
     data_dir: Path
     model_dir: Path
     database_url: str | None = None
@@ -36,14 +36,6 @@ class Backends:
     @property
     def shared(self) -> bool:
         return self.database_url is not None
-
-    def retrain_lock(self) -> Any:
-        """A new lock object: the flock of the data folder, or PostgreSQL's advisory lock."""
-        if self.database_url is None:
-            return RetrainLock(self.data_dir)
-        from utils.pg_registry import PostgresRetrainLock
-
-        return PostgresRetrainLock(self.database_url)
 
     def health(self) -> dict[str, Any]:
         """Which backends are in use and whether each answers now."""
@@ -77,7 +69,7 @@ def open_backends(data_dir: Path | str, model_dir: Path | str, *,
         raise BackendConfigError("ANOMALYZE_STORE_URL needs ANOMALYZE_DATABASE_URL: the "
                                  "current-model pointer and the upload registry live there")
     if not database_url:
-        return Backends(UploadRegistry(data_dir) if sqlite else None, data_dir, model_dir)
+        return Backends(SQLiteRegistry(data_dir) if sqlite else None, data_dir, model_dir)
     if not store_url:
         from utils.pg_registry import PostgresRegistry
 

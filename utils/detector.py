@@ -20,10 +20,15 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-SEVERITY_LEVELS = ("Normal", "Low", "Medium", "High", "Critical")
+from utils.schema import SEVERITIES as SEVERITY_LEVELS  # the names of the levels, in order
+
 # The default k set and combination, chosen on KDDTrain+ validation splits (docs/MODEL.md).
 DEFAULT_N_CLUSTERS: tuple[int, ...] = (400, 450, 500, 550, 600)
 DEFAULT_WEIGHT_POWER = 2.0
+# The estimator's own threshold before anything moves it: flags 5% of held-out normal rows.
+# Trained models use utils.training.UNLABELED_THRESHOLD_QUANTILE instead (and then only when
+# the training data has no labeled attacks to choose a threshold on).
+DEFAULT_THRESHOLD_QUANTILE = 0.95
 _EPS = 1e-12
 _BLOCK_ROWS = 128
 
@@ -46,7 +51,7 @@ class KMeansEnsembleDetector(OutlierMixin, BaseEstimator):
         n_clusters: Sequence[int] = DEFAULT_N_CLUSTERS,
         *,
         calibration_fraction: float = 0.2,
-        threshold_quantile: float = 0.95,
+        threshold_quantile: float = DEFAULT_THRESHOLD_QUANTILE,
         max_iter: int = 300,
         weight_power: float = DEFAULT_WEIGHT_POWER,
         n_dense_features: int | None = None,

@@ -1,6 +1,6 @@
 """The upload registry, retrain queue, run log and retrain lock on PostgreSQL, shared by instances.
 
-The same methods and answers as the SQLite registry (utils/upload_registry.py), so the API and
+The same methods and answers as the SQLite registry (utils/registry/sqlite.py), so the API and
 the retrain code use either. What changes with several machines:
 
 - Keep-once and the counter are one statement: ``INSERT ... ON CONFLICT (sha256) DO NOTHING``
@@ -54,7 +54,8 @@ from utils.registry.interface import (
     Upload,
     UploadQuota,
 )
-from utils.upload_registry import UPLOADS_DIR, sanitise_name, stored_file_name, utc_timestamp
+from utils.registry.kept_files import UPLOADS_DIR, sanitise_name, stored_file_name
+from utils.registry.sqlite import utc_timestamp
 
 T = TypeVar("T")
 HOST = socket.gethostname()

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from utils.object_store import ObjectStore, sha256_of
 from utils.pg_registry import PostgresRegistry
-from utils.upload_registry import DB_FILE
+from utils.registry import DB_FILE
 
 _UPLOAD_COLUMNS = ("id", "sha256", "original_name", "stored_path", "size", "rows", "has_labels",
                    "input_kind", "received_at", "status", "run_id", "trusted", "client")

@@ -91,3 +91,13 @@ def tradeoff_table(scores: np.ndarray, cats: np.ndarray, thresholds: np.ndarray)
                 row[f"recall_{name}"] = float(flagged[cats == name].mean())
         rows.append(row)
     return rows
+
+
+def balanced_f1(scores: np.ndarray, cats: np.ndarray, threshold: float) -> float:
+    """F1 at one threshold with every attack category weighted alike (the default rule's
+    measure; rows scoring above ``threshold`` are flagged)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    cats = np.asarray(cats, dtype=object)
+    curve = _f1_curve(scores, cats != "Normal", category_weights(cats),
+                      np.asarray([threshold], dtype=np.float64))
+    return float(curve[0])

@@ -8,7 +8,7 @@ Protocol, chosen so that no test data ever decides anything:
 3. the threshold is chosen on the validation part by a rule of ``utils.thresholds``;
 4. validation metrics are recorded in the model card.
 Without labeled attacks (e.g. a Zeek capture of your own traffic) step 3 falls back to a
-quantile of held-out normal scores (``threshold_quantile``).
+quantile of held-out normal scores (``UNLABELED_THRESHOLD_QUANTILE``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ from utils.preprocessing import ParsedRecords
 from utils.schema import FEATURE_NAMES, NUMERIC_FEATURES
 from utils.thresholds import choose_threshold
 
+# Without labeled attacks there is nothing to choose a threshold on, so a false-alarm budget
+# decides: 1% of held-out normal rows flagged. Every trained model records it (the committed
+# model too), though with labeled attacks the threshold rule replaces the threshold it gives.
+UNLABELED_THRESHOLD_QUANTILE = 0.99
+
 
 @dataclass
 class TrainingResult:
@@ -39,7 +44,7 @@ class TrainingResult:
 
 
 def build_pipeline(n_clusters: Sequence[int] = DEFAULT_N_CLUSTERS, random_state: int = 0,
-                   threshold_quantile: float = 0.99) -> Pipeline:
+                   threshold_quantile: float = UNLABELED_THRESHOLD_QUANTILE) -> Pipeline:
     return Pipeline([
         ("features", KDDFeatureTransformer()),
         ("detector", KMeansEnsembleDetector(n_clusters=tuple(n_clusters),

@@ -72,7 +72,7 @@ def test_no_stat_between_checks(folder, monkeypatch):
     holder = ModelHolder(folder, check_interval=1.0, clock=clock)
     holder.current()
     calls = []
-    monkeypatch.setattr("server.model_holder.os.stat",
+    monkeypatch.setattr("utils.model_store.local.os.stat",
                         lambda *a, **k: calls.append(a) or os.lstat(*a))
     for _ in range(50):
         holder.current()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from utils.thresholds import category_weights, choose_threshold, tradeoff_table
+from utils.thresholds import balanced_f1, category_weights, choose_threshold, tradeoff_table
 
 
 def scored(seed: int = 0):
@@ -56,3 +56,19 @@ def test_tradeoff_table_reports_recall_per_category():
     assert rows[0]["fpr"] == 1.0 and rows[0]["recall"] == 1.0
     assert rows[1]["recall_DoS"] == 1.0 and rows[1]["recall_R2L"] == 0.0
     assert rows[2]["recall"] == 0.0 and rows[2]["f1"] == 0.0
+
+
+def test_balanced_f1_at_a_threshold_weights_each_attack_category_alike():
+    """Written out: TP, FP and FN weighted so each present attack category counts the same."""
+    rng = np.random.RandomState(5)
+    cats = rng.choice(np.array(["Normal", "DoS", "Probe", "R2L", "U2R"], dtype=object), 2000,
+                      p=[0.5, 0.35, 0.1, 0.04, 0.01])
+    scores = rng.gamma(2.0, size=2000) + (cats != "Normal") * rng.uniform(0, 3, size=2000)
+    y = cats != "Normal"
+    weights = category_weights(cats)
+    for threshold in (0.5, 2.0, 4.0, float(np.median(scores))):
+        flagged = scores > threshold
+        tp, fp = weights[flagged & y].sum(), weights[flagged & ~y].sum()
+        fn = weights[~flagged & y].sum()
+        assert balanced_f1(scores, cats, threshold) == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert balanced_f1(np.empty(0), np.empty(0, dtype=object), 1.0) == 0.0

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from learning_helpers import SMALL_K, copy_model, lines_of, train_small, write_base
 
+from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.retraining import RetrainSettings
-from utils.upload_registry import UploadRegistry
 
 
 @dataclass

@@ -15,8 +15,9 @@ from pathlib import Path
 from utils.local_server import ServerProcess, gunicorn_command
 from utils.model_store import save_model
 from utils.preprocessing import read_records
+from utils.registry import Registration, UploadQuota
+from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.training import file_digest, train
-from utils.upload_registry import Registration, UploadQuota, UploadRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMALL_K = (4, 6, 8, 10, 12)

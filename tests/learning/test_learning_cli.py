@@ -12,7 +12,7 @@ from learning_helpers import REPO_ROOT, SMALL_K_TEXT, kdd_bytes, register
 
 from tests.conftest import poll
 from utils.model_store import MODEL_FILE
-from utils.upload_registry import RetrainLock
+from utils.registry import RetrainLock
 
 WAIT = 60.0  # seconds: bound of every poll below
 

@@ -16,14 +16,16 @@ from learning_helpers import kdd_bytes, register
 from settings import SettingError, load_settings
 from utils.model_store import load_model
 from utils.preprocessing import read_records
-from utils.retraining import RetrainSettings, UploadSelection, gate, rollback, run_queued
-from utils.scoring import score_records
-from utils.upload_registry import (
+from utils.registry import (
     NotQuarantined,
     UnknownUpload,
     UploadQuota,
-    UploadRegistry,
 )
+from utils.registry import (
+    SQLiteRegistry as UploadRegistry,
+)
+from utils.retraining import RetrainSettings, UploadSelection, gate, rollback, run_queued
+from utils.scoring import score_records
 
 
 def row_keys(features: pd.DataFrame) -> set[int]:

@@ -16,7 +16,8 @@ from learning_helpers import SMALL_K_TEXT, Gunicorn, copy_model, kdd_bytes
 
 from tests.conftest import poll
 from utils.model_store import load_model
-from utils.upload_registry import UploadRegistry, pid_alive
+from utils.registry import SQLiteRegistry as UploadRegistry
+from utils.registry import pid_alive
 
 pytestmark = pytest.mark.e2e
 

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 
 from settings import load_settings
-from utils.upload_registry import (
+from utils.registry import (
     DEFAULT_THRESHOLD,
     RegistryBusyError,
     RetrainBusy,
     RetrainLock,
-    UploadRegistry,
     sanitise_name,
+)
+from utils.registry import (
+    SQLiteRegistry as UploadRegistry,
 )
 
 KDD_LINE = ("0,tcp,http,SF,{n},5000,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,5,5,0,0,0,0,1,0,0,"
@@ -285,7 +287,7 @@ def test_only_a_live_process_counts_as_a_running_retrain(tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from utils.upload_registry import RetrainLock
+from utils.registry import RetrainLock
 lock = RetrainLock(sys.argv[1])
 assert lock.acquire()
 print("held", flush=True)

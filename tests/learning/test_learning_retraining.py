@@ -11,21 +11,20 @@ import pandas as pd
 import pytest
 from learning_helpers import kdd_bytes, register, zeek_upload
 
-from utils.model_store import MODEL_FILE, VERSIONS_DIR, load_model
+from utils.model_store import MODEL_FILE, VERSIONS_DIR, list_versions, load_model
 from utils.preprocessing import read_records
+from utils.registry import RetrainBusy, RetrainLock
 from utils.retraining import (
     RetrainError,
     UploadSelection,
     close_interrupted_runs,
     gate,
-    list_versions,
     retrain_once,
     rollback,
     run_queued,
 )
 from utils.scoring import score_records
 from utils.training import train
-from utils.upload_registry import RetrainBusy, RetrainLock
 
 
 def row_keys(features: pd.DataFrame) -> set[int]:

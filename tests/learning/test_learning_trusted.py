@@ -20,8 +20,8 @@ from threadpoolctl import threadpool_limits
 from tests.conftest import REPO_ROOT
 from utils.model_store import load_model
 from utils.preprocessing import read_records
+from utils.registry import SQLiteRegistry as UploadRegistry
 from utils.retraining import RetrainSettings, run_queued
-from utils.upload_registry import UploadRegistry
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ from robust_helpers import (
 
 from tests.conftest import fill_disk
 from utils.model_store import MODEL_FILE, load_model
-from utils.upload_registry import UploadRegistry
+from utils.registry import SQLiteRegistry as UploadRegistry
 
 CORRUPTIONS = ["truncated", "empty", "garbage", "flipped bytes", "pickle of something else"]
 
@@ -99,11 +99,11 @@ def sqlite_full(*_args, **_kwargs):
 
 
 @pytest.mark.parametrize(("target", "fault"), [
-    ("utils.upload_registry._fsync_file", enospc),  # flushing the upload to disk
-    ("utils.upload_registry.os.replace", enospc),  # moving it into uploaded_logs/
-    ("utils.upload_registry.stored_file_name", enospc),  # reading its first bytes
-    ("utils.upload_registry.UploadRegistry.find", sqlite_full),  # SQLite: the lookup
-    ("utils.upload_registry.utc_timestamp", sqlite_full),  # SQLite: inside the insert
+    ("utils.registry.sqlite.fsync_file", enospc),  # flushing the upload to disk
+    ("utils.registry.sqlite.os.replace", enospc),  # moving it into uploaded_logs/
+    ("utils.registry.sqlite.stored_file_name", enospc),  # reading its first bytes
+    ("utils.registry.sqlite.SQLiteRegistry.find", sqlite_full),  # SQLite: the lookup
+    ("utils.registry.sqlite.utc_timestamp", sqlite_full),  # SQLite: inside the insert
 ], ids=["fsync", "rename", "name", "sqlite lookup", "sqlite insert"])
 def test_full_disk_while_keeping_an_upload_still_returns_the_analysis(
         client, data_dir, monkeypatch, target, fault, log_lines):

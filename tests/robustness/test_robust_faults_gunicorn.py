@@ -26,7 +26,7 @@ from robust_helpers import (
 
 from tests.conftest import poll
 from utils.model_store import MODEL_FILE, load_model
-from utils.upload_registry import UploadRegistry
+from utils.registry import SQLiteRegistry as UploadRegistry
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ from robust_helpers import (
     stored_files,
 )
 
-from utils.upload_registry import UploadRegistry
+from utils.registry import SQLiteRegistry as UploadRegistry
 
 pytestmark = pytest.mark.e2e
 

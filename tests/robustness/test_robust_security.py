@@ -293,7 +293,7 @@ def boom(*_args, **_kwargs):
     ("server.predict.keep_upload", "upload", "/api/predict"),
     ("server.predict.csv_rows", "upload-csv", "/api/predict"),
     ("server.predict.parse_json_records", "json", "/api/predict-json"),
-    ("utils.upload_registry.UploadRegistry.counts", "get", "/api/retrain/status"),
+    ("utils.registry.sqlite.SQLiteRegistry.counts", "get", "/api/retrain/status"),
     ("server.uploads.UploadSink.receive", "upload", "/api/predict"),
 ])
 def test_server_faults_are_a_bare_500_without_paths_or_tracebacks(client, monkeypatch,

@@ -13,18 +13,18 @@ import pytest
 from utils.object_store import ObjectStore
 from utils.pg_registry import PostgresRegistry
 from utils.pg_schema import SCHEMA_VERSION
+from utils.registry import SQLiteRegistry
 from utils.shared_store import StoreFiles
 from utils.sqlite_import import ImportRefused, import_sqlite
-from utils.upload_registry import UploadRegistry
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def sqlite_registry(data_dir: Path) -> UploadRegistry:
+def sqlite_registry(data_dir: Path) -> SQLiteRegistry:
     """A one-machine registry with 12 uploads, one promoted run, and 2 counted since."""
-    registry = UploadRegistry(data_dir)
+    registry = SQLiteRegistry(data_dir)
     incoming = data_dir / "incoming"
     incoming.mkdir(parents=True)
     for i in range(12):

@@ -29,8 +29,8 @@ from tests.learning.learning_helpers import (
 )
 from utils.object_store import ObjectStore
 from utils.pg_registry import PostgresRegistry, PostgresRetrainLock
+from utils.registry import pid_alive
 from utils.shared_store import StoreFiles
-from utils.upload_registry import pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -99,7 +99,7 @@ class UploadQuota:
 
 
 @runtime_checkable
-class RetrainLock(Protocol):
+class RunLock(Protocol):
     """One retrain (or rollback) at a time across every process and instance.
 
     Held by the process that retrains; released when it lets go *or dies*, so a killed run
@@ -115,7 +115,7 @@ class RetrainLock(Protocol):
 
     def release(self) -> None: ...
 
-    def __enter__(self) -> RetrainLock: ...
+    def __enter__(self) -> RunLock: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -185,7 +185,7 @@ class Registry(Protocol):
         """``uploads_since_retrain`` (the counter) and ``requests`` (0 or 1 queued)."""
         ...
 
-    def retrain_lock(self) -> RetrainLock:
+    def retrain_lock(self) -> RunLock:
         """A new, not yet acquired, handle on the one-retrain-at-a-time lock."""
         ...
 

@@ -1,142 +1,47 @@
-"""The registry of kept uploads, the retrain counter and the record of retrain runs (SQLite).
+"""The embedded registry: SQLite under the data folder, kept uploads as local files.
 
 Every gunicorn worker, every request thread and the retrain process share one SQLite file
-under the data folder (WAL mode, so readers never wait for the writer). Each write is one
-``BEGIN IMMEDIATE`` transaction: it takes the write lock before reading, so a check-then-write
-(is this SHA-256 known? does this upload cross the threshold?) can never interleave with
-another process's. Lock waits use SQLite's busy timeout; a transaction that still finds the
-database busy is retried until ``busy_timeout`` has passed.
-
-Only one retrain runs at a time: ``RetrainLock`` is an ``flock`` on ``retrain.lock`` held by the
-retraining process itself (released by the kernel if it is killed). This module needs only the
-standard library, so a retrain process that finds the lock taken exits at once.
-
-Upload life cycle (docs/LEARNING.md): ``pending`` (kept, waiting for a retrain run),
-``archived`` (in the training data of a promoted model; the file moved to
-``uploaded_logs/archived/``), ``used`` (considered by a run whose candidate was rejected; kept
-where it was, not fed again unless requeued), ``quarantined`` (it trained a version that was
-rolled back; never fed again unless an admin releases it). A failed or interrupted run
-changes nothing.
-
-Each upload records whether it came with the admin token (``trusted``) and the client address
-it came from: anonymous labels are claims, and one client's influence and disk use are bounded
-(``UploadQuota`` here, the row caps in utils/retraining.py).
+(utils/registry/sqlite_connection.py: WAL, one BEGIN IMMEDIATE transaction per write, one
+connection per thread and process). One retrain at a time: an ``flock``
+(utils/registry/file_lock.py). Kept files: utils/registry/kept_files.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from utils.durable_files import fsync_dir, fsync_file
+from utils.registry.file_lock import RetrainLock
 from utils.registry.interface import (
     DEFAULT_THRESHOLD,
     OUTCOMES,
     STATUSES,
     NotQuarantined,
     Registration,
-    RegistryBusyError,
-    RetrainBusy,
     UnknownUpload,
     Upload,
     UploadQuota,
 )
+from utils.registry.kept_files import (
+    ARCHIVE_DIR,
+    UPLOADS_DIR,
+    pending_path,
+    reconcile,
+    sanitise_name,
+    stored_file_name,
+)
+from utils.registry.sqlite_connection import SQLiteDatabase
+from utils.registry.sqlite_schema import create_schema
 
 DB_FILE = "anomalyze.sqlite3"
-LOCK_FILE = "retrain.lock"
-UPLOADS_DIR = "uploaded_logs"
-ARCHIVE_DIR = "archived"
-
-_KNOWN_EXTENSIONS = frozenset({"txt", "csv", "tsv", "log", "json", "gz"})
-_GZIP_MAGIC = b"\x1f\x8b"
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_MAX_NAME = 255
-_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-
-SCHEMA_VERSION = 2
-_UPLOADS_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    id INTEGER PRIMARY KEY,
-    sha256 TEXT NOT NULL UNIQUE,
-    original_name TEXT NOT NULL,
-    stored_path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    rows INTEGER NOT NULL,
-    has_labels INTEGER NOT NULL,
-    input_kind TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending'
-        CHECK (status IN ('pending', 'used', 'archived', 'quarantined')),
-    run_id INTEGER,
-    trusted INTEGER NOT NULL DEFAULT 0,
-    client TEXT
-);
-"""
-_SCHEMA = _UPLOADS_TABLE.format(name="uploads") + """
-CREATE INDEX IF NOT EXISTS uploads_by_status ON uploads (status, input_kind);
-CREATE INDEX IF NOT EXISTS uploads_by_client ON uploads (client, received_at);
-CREATE TABLE IF NOT EXISTS retrain_runs (
-    id INTEGER PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    outcome TEXT NOT NULL DEFAULT 'running'
-        CHECK (outcome IN ('running', 'promoted', 'rejected', 'failed')),
-    reason TEXT,
-    metrics_before TEXT,
-    metrics_after TEXT,
-    version TEXT,
-    previous_version TEXT,
-    triggered_by TEXT,
-    pid INTEGER,
-    uploads_used INTEGER
-);
-CREATE TABLE IF NOT EXISTS retrain_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    uploads_since_retrain INTEGER NOT NULL DEFAULT 0,
-    requests INTEGER NOT NULL DEFAULT 0
-);
-INSERT OR IGNORE INTO retrain_state (id) VALUES (1);
-"""
-# Version 1 (no user_version) had no trusted/client columns and no 'quarantined' status. SQLite
-# cannot change a CHECK constraint in place, so the table is copied (its rows are anonymous).
-_MIGRATE_TO_2 = _UPLOADS_TABLE.format(name="uploads_v2") + """
-INSERT INTO uploads_v2 (id, sha256, original_name, stored_path, size, rows, has_labels,
-                        input_kind, received_at, status, run_id)
-    SELECT id, sha256, original_name, stored_path, size, rows, has_labels, input_kind,
-           received_at, status, run_id FROM uploads;
-DROP TABLE uploads;
-ALTER TABLE uploads_v2 RENAME TO uploads;
-"""
-
-T = TypeVar("T")
-
-
-def _quota_refusal(quota: UploadQuota, db: sqlite3.Connection, size: int,
-                   client: str | None) -> str | None:
-    """``quota_total`` or ``quota_client`` if keeping ``size`` more bytes breaks a limit."""
-    total = db.execute("SELECT COALESCE(SUM(size), 0) FROM uploads").fetchone()[0]
-    since = utc_timestamp(time.time() - quota.client_window_seconds)
-    recent = db.execute(
-        "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE client IS ? AND received_at >= ?",
-        (client, since)).fetchone()[0]
-    return quota.refusal(total, recent, size)
-
-
-def sanitise_name(name: str | None) -> str:
-    """The client's file name as metadata only: last path component, printable, bounded."""
-    base = re.split(r"[\\/]", name or "")[-1]
-    base = _UNPRINTABLE.sub("", base).strip()
-    if base in {"", ".", ".."}:
-        return "upload"
-    return base[:_MAX_NAME]
 
 
 def utc_timestamp(when: float | None = None) -> str:
@@ -158,107 +63,38 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-class UploadRegistry:
-    """The SQLite registry under ``data_dir``; safe to use from any thread or process.
+def _quota_refusal(quota: UploadQuota, db: sqlite3.Connection, size: int,
+                   client: str | None) -> str | None:
+    total = db.execute("SELECT COALESCE(SUM(size), 0) FROM uploads").fetchone()[0]
+    since = utc_timestamp(time.time() - quota.client_window_seconds)
+    recent = db.execute(
+        "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE client IS ? AND received_at >= ?",
+        (client, since)).fetchone()[0]
+    return quota.refusal(total, recent, size)
 
-    Every method opens its own short-lived connection, so instances can be shared between
-    threads and survive a fork.
-    """
+
+class SQLiteRegistry:
+    """utils.registry.interface.Registry on ``<data_dir>/anomalyze.sqlite3`` and the kept
+    files under ``<data_dir>/uploaded_logs/``; safe to share between threads and across a
+    fork."""
 
     def __init__(self, data_dir: Path | str, *, busy_timeout: float = 30.0) -> None:
         self.data_dir = Path(data_dir)
         self.db_path = self.data_dir / DB_FILE
         self.uploads_dir = self.data_dir / UPLOADS_DIR
         self.archive_dir = self.uploads_dir / ARCHIVE_DIR
-        self.busy_timeout = busy_timeout
+        self._db = SQLiteDatabase(self.db_path, busy_timeout)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._retry(self._create_schema)
+        self._db.retry(create_schema)
 
-    # --- connections and transactions -------------------------------------------------------
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=min(self.busy_timeout, 5.0),
-                             isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
+    @property
+    def busy_timeout(self) -> float:
+        """Seconds a transaction keeps retrying while other processes hold the database."""
+        return self._db.busy_timeout
 
-    def _create_schema(self) -> None:
-        """Create the tables, or bring an older registry up to ``SCHEMA_VERSION``, in one
-        transaction (the version is read inside it, so two processes never both migrate)."""
-        with self._connect() as db:
-            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version < SCHEMA_VERSION:
-                    columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
-                    if columns and "trusted" not in columns:
-                        _execute_script(db, _MIGRATE_TO_2)
-                    _execute_script(db, _SCHEMA)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
-
-    def _retry(self, operation: Callable[[], T]) -> T:
-        """Run ``operation`` again while SQLite reports the database busy, up to the timeout."""
-        deadline = time.monotonic() + self.busy_timeout
-        delay = 0.01
-        while True:
-            try:
-                return operation()
-            except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or (
-                    "locked" in str(exc) or "busy" in str(exc))
-                if not busy:
-                    raise
-                if time.monotonic() >= deadline:
-                    raise RegistryBusyError(
-                        f"the upload registry stayed busy for {self.busy_timeout:g} s") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-
-    def _write(
-        self,
-        body: Callable[[sqlite3.Connection], T],
-        undo: Callable[[], None] | None = None,
-    ) -> T:
-        """``body`` in one BEGIN IMMEDIATE transaction (retried as a whole while busy).
-
-        ``undo`` reverts what ``body`` did outside the database when the transaction fails.
-        """
-
-        def attempt() -> T:
-            with self._connect() as db:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = body(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                    if undo is not None:
-                        undo()
-                    raise
-                return result
-
-        return self._retry(attempt)
-
-    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        return self._read_with(lambda db: db.execute(sql, params).fetchall())
-
-    def _read_with(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        def attempt() -> T:
-            with self._connect() as db:
-                return body(db)
-
-        return self._retry(attempt)
+    @busy_timeout.setter
+    def busy_timeout(self, seconds: float) -> None:
+        self._db.busy_timeout = seconds
 
     # --- uploads ----------------------------------------------------------------------------
     def register(
@@ -299,11 +135,11 @@ class UploadRegistry:
                                 reason="duplicate")
         size = path.stat().st_size
         if quota is not None:  # answered before the fsync; checked again in the transaction
-            reason = self._read_with(lambda db: _quota_refusal(quota, db, size, client))
+            reason = self._db.retry(lambda db: _quota_refusal(quota, db, size, client))
             if reason is not None:
                 return Registration(duplicate=False, stored=False, upload=None,
                                     retrain_due=False, reason=reason)
-        _fsync_file(path)  # the content is durable before a row names it
+        fsync_file(path)  # the content is durable before a row names it
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         name = stored_file_name(sha256, original_name, path)
         target = self.uploads_dir / name
@@ -352,9 +188,9 @@ class UploadRegistry:
             if target.exists() and not path.exists():
                 os.replace(target, path)
 
-        registration = self._write(body, undo)
+        registration = self._db.write(body, undo)
         if registration.stored:
-            _fsync_dir(self.uploads_dir)
+            fsync_dir(self.uploads_dir)
         return registration
 
     def _trust(self, sha256: str) -> Upload:
@@ -363,10 +199,10 @@ class UploadRegistry:
             return _upload(db.execute("SELECT * FROM uploads WHERE sha256 = ?",
                                       (sha256,)).fetchone())
 
-        return self._write(body)
+        return self._db.write(body)
 
     def find(self, sha256: str) -> Upload | None:
-        rows = self._read("SELECT * FROM uploads WHERE sha256 = ?", (sha256,))
+        rows = self._db.read("SELECT * FROM uploads WHERE sha256 = ?", (sha256,))
         return _upload(rows[0]) if rows else None
 
     def uploads(self, status: str | None = None, input_kind: str | None = None) -> list[Upload]:
@@ -379,20 +215,30 @@ class UploadRegistry:
             clauses.append("input_kind = ?")
             params.append(input_kind)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"SELECT * FROM uploads{where} ORDER BY id", tuple(params))
+        rows = self._db.read(f"SELECT * FROM uploads{where} ORDER BY id", tuple(params))
         return [_upload(row) for row in rows]
 
     def path_of(self, upload: Upload) -> Path:
         return self.data_dir / upload.stored_path
 
+    @contextlib.contextmanager
+    def upload_file(self, upload: Upload) -> Iterator[Path]:
+        """The kept file itself (moved back first if a crash left it in the other folder)."""
+        path = self.path_of(upload)
+        if not path.is_file():
+            self.reconcile_files()
+        if not path.is_file():
+            raise FileNotFoundError(f"upload {upload.id} ({upload.sha256[:16]}) has no file")
+        yield path
+
     def counts(self) -> dict[str, int]:
         """Number of uploads per status (every status present, 0 when none)."""
-        found = dict(self._read("SELECT status, COUNT(*) FROM uploads GROUP BY status"))
+        found = dict(self._db.read("SELECT status, COUNT(*) FROM uploads GROUP BY status"))
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
     def requeue_used(self) -> int:
         """Put uploads a rejected run set aside back to pending; returns how many."""
-        return self._write(lambda db: db.execute(
+        return self._db.write(lambda db: db.execute(
             "UPDATE uploads SET status = 'pending', run_id = NULL WHERE status = 'used'"
         ).rowcount)
 
@@ -409,7 +255,7 @@ class UploadRegistry:
                     changed.append(sha256)
             return changed
 
-        return self._write(body) if wanted else []
+        return self._db.write(body) if wanted else []
 
     def release(self, sha256: str) -> Upload:
         """Let a quarantined upload train again: back to ``pending`` (its file back in
@@ -424,12 +270,11 @@ class UploadRegistry:
             if row["status"] != "quarantined":
                 raise NotQuarantined(f"upload {sha256[:16]} is {row['status']}, not quarantined")
             db.execute("UPDATE uploads SET status = 'pending', run_id = NULL, stored_path = ? "
-                       "WHERE id = ?", (f"{UPLOADS_DIR}/{Path(row['stored_path']).name}",
-                                        row["id"]))
+                       "WHERE id = ?", (pending_path(row["stored_path"]), row["id"]))
             return _upload(db.execute("SELECT * FROM uploads WHERE id = ?",
                                       (row["id"],)).fetchone())
 
-        upload = self._write(body)
+        upload = self._db.write(body)
         self.reconcile_files()
         return upload
 
@@ -440,24 +285,12 @@ class UploadRegistry:
         whose file is not where its row says, but in the other folder (``uploaded_logs/`` or
         ``uploaded_logs/archived/``), is moved there now.
         """
-        moved = 0
-        for upload in self.uploads():
-            target = self.path_of(upload)
-            other = self.archive_dir if target.parent == self.uploads_dir else self.uploads_dir
-            source = other / target.name
-            if not target.exists() and source.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
-                moved += 1
-        if moved:
-            _fsync_dir(self.archive_dir)
-            _fsync_dir(self.uploads_dir)
-        return moved
+        return reconcile(self.data_dir, [u.stored_path for u in self.uploads()])
 
     # --- the retrain counter and requests ---------------------------------------------------
     def request_retrain(self) -> None:
         """Queue a retrain (at most one request waits at a time, whatever queued it)."""
-        self._write(lambda db: db.execute(
+        self._db.write(lambda db: db.execute(
             "UPDATE retrain_state SET requests = MAX(requests, 1) WHERE id = 1"))
 
     def take_request(self) -> bool:
@@ -467,10 +300,13 @@ class UploadRegistry:
                               "WHERE id = 1 AND requests > 0 RETURNING requests").fetchall()
             return bool(rows)
 
-        return self._write(body)
+        return self._db.write(body)
+
+    def retrain_lock(self) -> RetrainLock:
+        return RetrainLock(self.data_dir)
 
     def state(self) -> dict[str, int]:
-        row = self._read("SELECT uploads_since_retrain, requests FROM retrain_state")[0]
+        row = self._db.read("SELECT uploads_since_retrain, requests FROM retrain_state")[0]
         return {"uploads_since_retrain": int(row[0]), "requests": int(row[1])}
 
     # --- retrain runs -----------------------------------------------------------------------
@@ -484,7 +320,7 @@ class UploadRegistry:
                 (utc_timestamp(), trigger, os.getpid() if pid is None else pid,
                  previous_version)).lastrowid
 
-        return self._write(body)
+        return self._db.write(body)
 
     def claim_pending(self, run_id: int, input_kind: str) -> list[Upload]:
         """Mark the pending uploads of ``input_kind`` as this run's (they stay pending)."""
@@ -497,11 +333,11 @@ class UploadRegistry:
                        (len(rows), run_id))
             return [_upload(row) for row in rows]
 
-        return self._write(body)
+        return self._db.write(body)
 
     def set_run_version(self, run_id: int, version: str) -> None:
         """Note the candidate's version before it is promoted, for recovery after a crash."""
-        self._write(lambda db: db.execute(
+        self._db.write(lambda db: db.execute(
             "UPDATE retrain_runs SET version = ? WHERE id = ?", (version, run_id)))
 
     def finish_run(
@@ -538,27 +374,27 @@ class UploadRegistry:
                 db.execute("UPDATE uploads SET status = 'used' WHERE run_id = ? "
                            "AND status = 'pending'", (run_id,))
 
-        self._write(body)
+        self._db.write(body)
         if outcome == "promoted":
             self.reconcile_files()
 
     def interrupted_runs(self) -> list[dict[str, Any]]:
         """Runs recorded as running; with the retrain lock held, their process is gone."""
-        rows = self._read("SELECT * FROM retrain_runs WHERE outcome = 'running' ORDER BY id")
+        rows = self._db.read("SELECT * FROM retrain_runs WHERE outcome = 'running' ORDER BY id")
         return [_run(row) for row in rows]
 
     def runs(self, limit: int = 10, before: int | None = None) -> list[dict[str, Any]]:
         """The most recent runs, newest first; ``before``: only runs with a smaller id (the
         next page). Every run is kept: the history is never trimmed."""
         if before is None:
-            rows = self._read("SELECT * FROM retrain_runs ORDER BY id DESC LIMIT ?", (limit,))
+            rows = self._db.read("SELECT * FROM retrain_runs ORDER BY id DESC LIMIT ?", (limit,))
         else:
-            rows = self._read("SELECT * FROM retrain_runs WHERE id < ? ORDER BY id DESC "
+            rows = self._db.read("SELECT * FROM retrain_runs WHERE id < ? ORDER BY id DESC "
                               "LIMIT ?", (before, limit))
         return [_run(row) for row in rows]
 
     def run_count(self) -> int:
-        return int(self._read("SELECT COUNT(*) FROM retrain_runs")[0][0])
+        return int(self._db.read("SELECT COUNT(*) FROM retrain_runs")[0][0])
 
     def running_run(self) -> dict[str, Any] | None:
         """The run in progress, if its process is alive (a killed run stays 'running' in the
@@ -567,72 +403,6 @@ class UploadRegistry:
             if pid_alive(run["pid"]):
                 return run
         return None
-
-
-# --- the retrain lock ----------------------------------------------------------------------
-
-
-class RetrainLock:
-    """An exclusive ``flock`` on ``<data_dir>/retrain.lock``, held by the process that retrains.
-
-    The kernel drops it when the holder exits or is killed, so a crashed run never blocks the
-    next one. The descriptor is close-on-exec: a child of the holder does not inherit it.
-    """
-
-    def __init__(self, data_dir: Path | str) -> None:
-        self.path = Path(data_dir) / LOCK_FILE
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self, wait: float = 0.0) -> bool:
-        """Take the lock, polling for up to ``wait`` seconds; False if another process has it."""
-        if self._fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.05)
-                continue
-            self._fd = fd
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())  # for people; the flock is what counts
-            return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)  # closing the only descriptor releases the flock
-
-    def __del__(self) -> None:
-        self.release()
-
-    def __enter__(self) -> RetrainLock:
-        if not self.acquire():
-            raise RetrainBusy("a retrain or rollback is already in progress")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def stored_file_name(sha256: str, original_name: str | None, content: Path) -> str:
-    """``<UTC timestamp>-<sha256[:16]>.<ext>``: never the client's name, so never a path."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    suffix = Path(sanitise_name(original_name)).suffix.lower().lstrip(".")
-    if suffix not in _KNOWN_EXTENSIONS:
-        with open(content, "rb") as handle:
-            suffix = "gz" if handle.read(2) == _GZIP_MAGIC else "txt"
-    return f"{stamp}-{sha256[:16]}.{suffix}"
 
 
 def _upload(row: sqlite3.Row) -> Upload:
@@ -653,24 +423,3 @@ def _run(row: sqlite3.Row) -> dict[str, Any]:
 
 def _json(value: dict | None) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
-
-
-def _execute_script(db: sqlite3.Connection, script: str) -> None:
-    """Statement by statement: ``executescript`` would commit the open transaction first."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
