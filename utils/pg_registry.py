@@ -55,7 +55,7 @@ from utils.registry.interface import (
     UploadQuota,
 )
 from utils.registry.kept_files import UPLOADS_DIR, sanitise_name, stored_file_name
-from utils.registry.sqlite import utc_timestamp
+from utils.registry.sqlite import pid_alive, utc_timestamp
 
 T = TypeVar("T")
 HOST = socket.gethostname()
@@ -407,12 +407,18 @@ class PostgresRegistry:
         return int(self._rows("SELECT COUNT(*) AS n FROM retrain_runs")[0]["n"])
 
     def running_run(self) -> dict[str, Any] | None:
-        """The newest run recorded as running while some session, on any instance, holds
-        the retrain lock (a killed run's row stays 'running' until the next run closes it,
-        but its lock is gone with its connection)."""
-        rows = self._rows("SELECT * FROM retrain_runs WHERE outcome = 'running' AND "
-                          f"({_check_lock_sql()}) ORDER BY id DESC LIMIT 1")
-        return _run(rows[0]) if rows else None
+        """The newest run recorded as running whose process is alive: some session, on any
+        instance, holds the retrain lock, or the run's process lives on this host. (A killed
+        run's row stays 'running' until the next run closes it; its lock went with its
+        connection.)"""
+        rows = self._rows("SELECT *, " + _check_lock_sql().removeprefix("SELECT ") +
+                          " AS locked FROM retrain_runs WHERE outcome = 'running' "
+                          "ORDER BY id DESC")
+        for row in rows:
+            locked = row.pop("locked")
+            if locked or (row["host"] == HOST and pid_alive(row["pid"])):
+                return _run(row)
+        return None
 
 
 class PostgresRetrainLock:

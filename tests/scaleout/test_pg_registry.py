@@ -117,11 +117,11 @@ HOLD_LOCK = textwrap.dedent("""
 
 def test_a_killed_holder_releases_the_retrain_lock(pg_url, tmp_path):
     registry = PostgresRegistry(pg_url, tmp_path)
-    run = registry.start_run(trigger="test")
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, pg_url], cwd=REPO_ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        run = registry.start_run(trigger="test", pid=holder.pid)
         assert registry.running_run()["id"] == run  # the lock is held: the run is live
         assert not PostgresRetrainLock(pg_url).acquire()
         os.kill(holder.pid, signal.SIGKILL)
