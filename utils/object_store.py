@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,17 +57,22 @@ class ObjectStore:
         self._client = None
         self._pid: int | None = None
         self._bucket_checked = False
+        self._lock = threading.RLock()
 
     @property
     def client(self):
-        """A boto3 client per process (clients must not cross a fork)."""
+        """A boto3 client per process (clients must not cross a fork), made under a lock
+        (boto3's default session is not safe to use from several threads at once; a client
+        is)."""
         if self._client is None or self._pid != os.getpid():
-            import boto3
-            from botocore.config import Config
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    import boto3
+                    from botocore.config import Config
 
-            self._client = boto3.client("s3", config=Config(**self._options),
-                                        **self._client_options)
-            self._pid = os.getpid()
+                    self._client = boto3.session.Session().client(
+                        "s3", config=Config(**self._options), **self._client_options)
+                    self._pid = os.getpid()
         return self._client
 
     def key(self, kind: str, sha256: str, suffix: str = "") -> str:
@@ -90,24 +96,36 @@ class ObjectStore:
             raise StoreUnavailable(f"object store {method}: {exc}") from exc
 
     def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists. Several processes may race to create it: a
+        failed create is fine if the bucket is there afterwards."""
         if self._bucket_checked:
             return
+        with self._lock:
+            if self._bucket_checked:
+                return
+            if not self._bucket_exists():
+                from botocore.exceptions import BotoCoreError, ClientError
+
+                try:
+                    self.client.create_bucket(Bucket=self.bucket)
+                except (BotoCoreError, ClientError) as exc:
+                    if not self._bucket_exists():
+                        raise StoreUnavailable(f"object store bucket {self.bucket}: "
+                                               f"{exc}") from exc
+            self._bucket_checked = True
+
+    def _bucket_exists(self) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            try:
-                self.client.create_bucket(Bucket=self.bucket)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise StoreUnavailable(f"object store bucket {self.bucket}: {exc}") from exc
-            except BotoCoreError as exc:
-                raise StoreUnavailable(f"object store bucket {self.bucket}: {exc}") from exc
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise StoreUnavailable(f"object store bucket {self.bucket}: {exc}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"object store bucket {self.bucket}: {exc}") from exc
-        self._bucket_checked = True
+        return True
 
     def put_file(self, kind: str, sha256: str, path: Path, suffix: str = "") -> str:
         """Store the file at ``path`` under its SHA-256 (which the caller computed); its
