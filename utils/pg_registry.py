@@ -9,9 +9,8 @@ the retrain code use either. What changes with several machines:
   index, then does nothing, and an update with no inserted row changes nothing). The counter
   row's lock orders concurrent updates; each re-reads the latest value (READ COMMITTED).
 - The retrain lock is a session-level advisory lock held on a connection of its own by the
-  retraining process (``PostgresRetrainLock``). If that process is killed, the kernel closes
-  its socket, the server ends the session and the lock goes with it: no lease to expire.
-- Kept files live where ``files`` puts them (``LocalFiles``: the data folder, as the SQLite
+  retraining process (utils/pg_lock.py).
+- Kept files live where ``files`` puts them (utils/pg_files.py: the data folder, as the SQLite
   registry; utils/shared_store.py: the object store), named in the row's ``stored_path``.
   Files never move: a status change is a row update only.
 
@@ -23,91 +22,38 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from utils.backends import BackendUnavailable
-from utils.pg_schema import (
-    LOCK_NAMESPACE,
-    RETRAIN_LOCK,
-    UPLOAD_QUOTA_LOCK,
-    connect,
-    upgrade,
-)
+from utils.pg_files import KeptFiles, LocalFiles
+from utils.pg_lock import PostgresRetrainLock, lock_held_sql
+from utils.pg_schema import LOCK_NAMESPACE, UPLOAD_QUOTA_LOCK, RegistryUnavailable, upgrade
 from utils.registry.interface import (
     DEFAULT_THRESHOLD,
     OUTCOMES,
     STATUSES,
     NotQuarantined,
     Registration,
-    RetrainBusy,
     UnknownUpload,
     Upload,
     UploadQuota,
 )
-from utils.registry.kept_files import UPLOADS_DIR, sanitise_name, stored_file_name
+from utils.registry.kept_files import sanitise_name
 from utils.registry.sqlite import pid_alive, utc_timestamp
+
+__all__ = ["HOST", "KeptFiles", "LocalFiles", "PostgresRegistry", "PostgresRetrainLock",
+           "RegistryUnavailable"]
 
 T = TypeVar("T")
 HOST = socket.gethostname()
-
-
-class RegistryUnavailable(BackendUnavailable):
-    """PostgreSQL could not be reached, or dropped the connection mid-way."""
-
-    reason = "registry_unavailable"
-
-
-class KeptFiles(Protocol):
-    """Where kept uploads go: ``keep`` a valid temp file (its location, as stored in the
-    row), ``forget`` one whose row was not written, ``local_path`` to read one back."""
-
-    def keep(self, path: Path, sha256: str, original_name: str | None) -> str: ...
-
-    def forget(self, location: str, path: Path) -> None: ...
-
-    def local_path(self, upload: Upload) -> Path: ...
-
-
-class LocalFiles:
-    """Kept uploads in ``<data_dir>/uploaded_logs/`` (one machine, several processes)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
-        self.uploads_dir = self.data_dir / UPLOADS_DIR
-
-    def keep(self, path: Path, sha256: str, original_name: str | None) -> str:
-        self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-        # A name of its own per keep (a random part): processes racing to keep the same
-        # content each write their own file, and the loser takes back only its own.
-        stem, dot, suffix = stored_file_name(sha256, original_name, path).rpartition(".")
-        name = f"{stem}-{secrets.token_hex(3)}{dot}{suffix}"
-        os.replace(path, self.uploads_dir / name)
-        return f"{UPLOADS_DIR}/{name}"
-
-    def forget(self, location: str, path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(self.data_dir / location, path)
-
-    def local_path(self, upload: Upload) -> Path:
-        return self.data_dir / upload.stored_path
-
-
-def _check_lock_sql() -> str:
-    return ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            f"AND classid::bigint = {LOCK_NAMESPACE} AND objid::bigint = {RETRAIN_LOCK} "
-            "AND objsubid = 2)")
 
 
 _KEEP_AND_COUNT = """
@@ -411,80 +357,13 @@ class PostgresRegistry:
         instance, holds the retrain lock, or the run's process lives on this host. (A killed
         run's row stays 'running' until the next run closes it; its lock went with its
         connection.)"""
-        rows = self._rows("SELECT *, " + _check_lock_sql().removeprefix("SELECT ") +
-                          " AS locked FROM retrain_runs WHERE outcome = 'running' "
-                          "ORDER BY id DESC")
+        rows = self._rows(f"SELECT *, {lock_held_sql()} AS locked FROM retrain_runs "
+                          "WHERE outcome = 'running' ORDER BY id DESC")
         for row in rows:
             locked = row.pop("locked")
             if locked or (row["host"] == HOST and pid_alive(row["pid"])):
                 return _run(row)
         return None
-
-
-class PostgresRetrainLock:
-    """One retrain (or rollback) at a time across every instance: a session-level advisory
-    lock on a connection opened for it alone, held by the retraining process itself.
-
-    The same methods as the flock ``RetrainLock``. The connection is close-on-exec (libpq
-    sets it), so a child does not inherit the lock.
-    """
-
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
-        self.url = url
-        self.connect_timeout = connect_timeout
-        self._conn: psycopg.Connection | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._conn is not None
-
-    def acquire(self, wait: float = 0.0) -> bool:
-        """Take the lock, polling for up to ``wait`` seconds; False if another session holds
-        it. RegistryUnavailable if the database cannot be reached."""
-        if self._conn is not None:
-            return True
-        try:
-            conn = connect(self.url, connect_timeout=self.connect_timeout, autocommit=True,
-                           application_name="anomalyze-retrain-lock")
-        except psycopg.OperationalError as exc:
-            raise RegistryUnavailable(f"PostgreSQL: {exc}") from exc
-        deadline = time.monotonic() + wait
-        try:
-            while True:
-                taken = conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                                     (LOCK_NAMESPACE, RETRAIN_LOCK)).fetchone()[0]
-                if taken:
-                    self._conn = conn
-                    return True
-                if time.monotonic() >= deadline:
-                    conn.close()
-                    return False
-                time.sleep(0.1)
-        except psycopg.OperationalError as exc:
-            conn.close()
-            raise RegistryUnavailable(f"PostgreSQL: {exc}") from exc
-
-    def release(self) -> None:
-        """Unlock (answered once the lock is free), then close the session, which would
-        release it anyway, a moment later."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(%s, %s)",
-                             (LOCK_NAMESPACE, RETRAIN_LOCK))
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
-
-    def __del__(self) -> None:
-        self.release()
-
-    def __enter__(self) -> PostgresRetrainLock:
-        if not self.acquire():
-            raise RetrainBusy("a retrain or rollback is already in progress")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def _upload(row: dict[str, Any]) -> Upload:

@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from utils.backends import BackendUnavailable
+
 # Advisory lock keys: (namespace, key) pairs of 32-bit ints. The namespace is "anom" in ASCII,
 # so the locks never collide with another application's on a shared database.
 LOCK_NAMESPACE = 0x616E6F6D
@@ -83,6 +85,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class RegistryUnavailable(BackendUnavailable):
+    """PostgreSQL could not be reached, or dropped the connection mid-way."""
+
+    reason = "registry_unavailable"
 
 
 class SchemaTooNew(RuntimeError):

@@ -26,7 +26,9 @@ from psycopg.types.json import Jsonb
 from utils.durable_files import atomic_write_bytes
 from utils.model_store import CARD_FILE, MODEL_FILE, card_json
 from utils.object_store import ObjectStore, sha256_of
-from utils.pg_registry import PostgresRegistry, PostgresRetrainLock, RegistryUnavailable
+from utils.pg_lock import PostgresRetrainLock
+from utils.pg_registry import PostgresRegistry
+from utils.pg_schema import RegistryUnavailable
 from utils.registry.interface import RetrainBusy, Upload
 
 POINTER_MARK = ".pointer"  # in a model folder: which pointer model its model.joblib is

@@ -21,6 +21,7 @@ from utils.durable_files import atomic_write, atomic_write_bytes
 from utils.model_store import LocalModelStore, ModelLoadError, ModelStore, open_model_store
 from utils.registry import Registry, RetrainBusy, RunLock, SQLiteRegistry, open_registry
 
+
 def _postgres(request, data_dir: Path, *, s3: bool = False) -> Registry:
     """The PostgreSQL registry on a fresh database of the session's real server (and, with
     ``s3``, its kept files on a fresh bucket of the session's real SeaweedFS)."""
