@@ -263,6 +263,7 @@ class Load:
         while not self._stop.is_set():
             index = (thread + len(self.answers)) % 2
             data = self._content()
+            sent = time.monotonic()
             try:
                 response = requests.post(f"{self.cluster.instances[index].url}/api/predict",
                                          files={"file": ("load.txt", data)}, timeout=TIMEOUT)
@@ -271,7 +272,7 @@ class Load:
             except requests.RequestException:
                 summary, status = None, -1
             with self._lock:
-                self.answers.append((status, summary, time.monotonic()))
+                self.answers.append((status, summary, time.monotonic(), sent))
 
     def __enter__(self) -> Load:
         for thread in self._threads:
@@ -295,15 +296,17 @@ def _outage(cluster: Cluster, server, reason: str, seconds: float = 10.0) -> dic
         time.sleep(seconds)
         server.start()
         up_at = time.monotonic()
-        poll(lambda: any(s and s["stored"] and t > up_at for _, s, t in load.answers),
+        poll(lambda: any(s and s["stored"] and sent > up_at for _, s, _, sent in load.answers),
              "an upload kept again", 60)
-        recovered = next(t for _, s, t in load.answers if s and s["stored"] and t > up_at)
-    statuses = [status for status, _, _ in load.answers]
+        recovered = min(t for _, s, t, sent in load.answers
+                        if s and s["stored"] and sent > up_at)
+    statuses = [status for status, _, _, _ in load.answers]
     assert set(statuses) == {200}, sorted(set(statuses))
-    during = [s for _, s, t in load.answers if down_at + 1 < t < up_at]
+    # sent after the server was gone and answered before it was back
+    during = [s for _, s, t, sent in load.answers if down_at < sent and t < up_at]
     assert during and not any(s["stored"] for s in during)
     assert {s["store_reason"] for s in during} == {reason}
-    acknowledged = {s["sha256"] for _, s, _ in load.answers if s["stored"]}
+    acknowledged = {s["sha256"] for _, s, _, _ in load.answers if s["stored"]}
     kept = {u.sha256 for u in cluster.registry.uploads()}
     assert acknowledged <= kept
     return {"requests": len(statuses), "during": len(during),
