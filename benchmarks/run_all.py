@@ -9,7 +9,8 @@ derivation speed, temporal-split detection), zeek_memory (a gzip conn.log inflat
 1000 MiB posted to gunicorn: the worker's peak memory), watch (the live watcher as a process:
 sustained rate and lag at 1,000 and 20,000 connections/s written, memory after 1 M and 10 M
 connections; --watch-seconds and --watch-memory-rows make it quicker), http
-(benchmarks/bench_http.py, skipped with a note when missing). Progress goes to stderr.
+(benchmarks/bench_http.py, skipped with a note when missing), registry (keeping an upload:
+SQLite vs PostgreSQL vs PostgreSQL + S3, benchmarks/registry_bench.py). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from utils.cli import progress
 from utils.durable_files import atomic_write_bytes
 from utils.model_store import load_model
 
-SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "watch", "http")
+SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "watch", "http", "registry")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
@@ -142,6 +143,10 @@ def run(sections: list[str], notes: list[str], config: dict,
         results["http"] = run_http(progress)
         if "skipped" in results["http"]:
             progress(f"http: skipped ({results['http']['skipped']})")
+    if "registry" in sections:
+        from benchmarks.registry_bench import run_registry
+
+        results["registry"] = run_registry(progress, config["PG_BINDIR"])
     results["loadavg_end"] = list(os.getloadavg())
     results["total_seconds"] = time.perf_counter() - started
     return results

@@ -23,6 +23,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from server.admin_auth import require_admin
+from server.backends import get_backends, get_watch
 from server.errors import ApiError
 from server.model_holder import get_holder
 from server.query_params import whole_number
@@ -121,7 +122,7 @@ def status() -> Response:
         "current_run": _run_summary(current) if current else None,
         "uploads": counts,
         "model_version": model.version if model else None,
-        "versions": get_holder().store.versions(),
+        "versions": _versions(),
         "runs_total": registry.run_count(),
         "last_runs": [_run_summary(run) for run in registry.runs(LAST_RUNS)],
     })
@@ -191,8 +192,13 @@ def rollback_model() -> Response:
     """Make an archived version current again (default: the one the current model replaced)."""
     require_admin()
     version = _requested_version()
+    shared = get_backends()
     try:
-        previous, current, quarantined = rollback(get_holder().store, _registry(), version)
+        if shared.models is not None:  # the pointer moves; every instance syncs to it
+            previous, current, quarantined = shared.models.rollback(version)
+            get_watch().sync_model()
+        else:
+            previous, current, quarantined = rollback(get_holder().store, _registry(), version)
     except RetrainBusy:
         raise ApiError(409, "retrain_running",
                        "a retrain is in progress; roll back when it has finished") from None
@@ -205,6 +211,14 @@ def rollback_model() -> Response:
              previous, current, len(quarantined))
     return jsonify({"success": True, "previous_version": previous, "model_version": current,
                     "quarantined": quarantined})
+
+
+def _versions() -> list[dict[str, str]]:
+    """Every version a rollback may name: the shared store's, else the model folder's."""
+    models = get_backends().models
+    if models is not None:
+        return models.versions()
+    return get_holder().store.versions()
 
 
 def _requested_version() -> str | None:
@@ -221,5 +235,6 @@ def _requested_version() -> str | None:
 
 def _run_summary(run: dict) -> dict:
     keys = ("id", "started_at", "finished_at", "outcome", "reason", "metrics_before",
-            "metrics_after", "version", "previous_version", "triggered_by", "uploads_used")
+            "metrics_after", "version", "previous_version", "triggered_by", "uploads_used",
+            "host")
     return {key: run.get(key) for key in keys}

@@ -138,14 +138,16 @@ class UploadSink:
     """Where uploads go: temp files while they are checked, a folder of kept files after."""
 
     def __init__(self, data_dir: Path | str, max_bytes: int | None = None,
-                 quota: UploadQuota | None = None, *, retrain_threshold: int | None = None,
+                 quota: UploadQuota | None = None, registry: Registry | None = None, *,
+                 retrain_threshold: int | None = None,
                  on_retrain_due: Callable[[], object] = lambda: None) -> None:
+        """``registry``: a shared one (server/backends.py); None opens the embedded one."""
         self.data_dir = Path(data_dir)
         self.incoming_dir = self.data_dir / INCOMING_DIR
         self.stored_dir = self.data_dir / STORED_DIR
         self.max_bytes = max_bytes
         self.quota = quota  # None: no quota on kept uploads
-        self._registry: Registry | None = None
+        self._registry: Registry | None = registry
         self.retrain_threshold = retrain_threshold  # None: the registry's default
         self.on_retrain_due = on_retrain_due
         try:
@@ -227,14 +229,15 @@ class UploadSink:
                 "store_reason": registration.reason}
 
 
-def init_app(app: Flask) -> UploadSink:
-    """Attach the app's UploadSink and make Flask stream file uploads into it."""
+def init_app(app: Flask, registry: Registry | None = None) -> UploadSink:
+    """Attach the app's UploadSink and make Flask stream file uploads into it (``registry``
+    None: the embedded SQLite one in the data folder)."""
     quota = UploadQuota(
         total_bytes=megabytes(app.config["UPLOAD_QUOTA_MB"]),
         client_bytes=megabytes(app.config["UPLOAD_CLIENT_QUOTA_MB"]),
         client_window_seconds=app.config["UPLOAD_CLIENT_WINDOW_HOURS"] * 3600.0)
     sink = UploadSink(app.config["DATA_DIR"], upload_limit_bytes(app.config["MAX_UPLOAD_MB"]),
-                      quota, retrain_threshold=app.config["RETRAIN_THRESHOLD"],
+                      quota, registry, retrain_threshold=app.config["RETRAIN_THRESHOLD"],
                       on_retrain_due=lambda: retrain_due.send(app))
     sink.remove_stale_spools()
     app.extensions[EXTENSION_KEY] = sink

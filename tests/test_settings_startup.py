@@ -15,6 +15,7 @@ from settings import READERS, REPO_ROOT, SETTINGS, SettingError
 REFUSABLE = [s for s in SETTINGS if s.parse.refuses is not None]
 # Every script's main(); each reads the scripts' settings before anything else.
 SCRIPTS = ("train_model", "retrain_model", "optimize_threshold", "test_performance",
+           "registry_admin",
            "utils.dataset", "benchmarks.run_all", "benchmarks.bench_http",
            "benchmarks.throughput", "benchmarks.slow_clients", "benchmarks.frontend_upload",
            "scripts.run_local", "utils.local_engines.__main__",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,13 +21,37 @@ from utils.durable_files import atomic_write, atomic_write_bytes
 from utils.model_store import LocalModelStore, ModelLoadError, ModelStore, open_model_store
 from utils.registry import Registry, RetrainBusy, RunLock, SQLiteRegistry, open_registry
 
-REGISTRIES: dict[str, Callable[[Path], Registry]] = {"sqlite": SQLiteRegistry}
+
+def _postgres(request, data_dir: Path, *, s3: bool = False) -> Registry:
+    """The PostgreSQL registry on a fresh database of the session's real server (and, with
+    ``s3``, its kept files on a fresh bucket of the session's real SeaweedFS)."""
+    from utils.object_store import ObjectStore
+    from utils.pg_registry import PostgresRegistry
+    from utils.shared_store import StoreFiles
+
+    url = request.getfixturevalue("postgres_server").create_database(
+        f"contract_{uuid.uuid4().hex[:12]}")
+    files = None
+    if s3:
+        server = request.getfixturevalue("s3_server")
+        store = ObjectStore(f"s3://c-{uuid.uuid4().hex[:12]}/kept", client_options={
+            "endpoint_url": server.endpoint_url, "region_name": server.region,
+            "aws_access_key_id": server.access_key, "aws_secret_access_key": server.secret_key})
+        files = StoreFiles(store, data_dir / "cache")
+    return PostgresRegistry(url, data_dir, files=files)
+
+
+REGISTRIES: dict[str, Callable[..., Registry]] = {
+    "sqlite": lambda request, path: SQLiteRegistry(path),
+    "postgresql": _postgres,
+    "postgresql+s3": lambda request, path: _postgres(request, path, s3=True),
+}
 STORES: dict[str, Callable[[Path], ModelStore]] = {"local": LocalModelStore}
 
 
 @pytest.fixture(params=sorted(REGISTRIES))
 def registry(request, tmp_path) -> Registry:
-    return REGISTRIES[request.param](tmp_path / "data")
+    return REGISTRIES[request.param](request, tmp_path / "data")
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -1,1 +1,2 @@
-"""The live Zeek watcher: following, restarts, sinks and metrics, with real writer and watcher processes."""
+"""The live Zeek watcher: following, restarts, sinks and metrics, with real writer and
+watcher processes."""
