@@ -21,8 +21,9 @@ import sys
 from pathlib import Path
 
 from settings import parsers, script_settings
+from utils.backends import BackendUnavailable, open_backends
 from utils.cli import progress
-from utils.upload_registry import NotQuarantined, RetrainLock, UnknownUpload, UploadRegistry
+from utils.upload_registry import NotQuarantined, UnknownUpload
 
 EXIT_CODES = {"promoted": 0, "failed": 1, "rejected": 3}
 EXIT_BUSY = 4
@@ -82,13 +83,23 @@ def _checked(parse: parsers.Parser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except BackendUnavailable as exc:  # before a run was recorded: its request stays queued
+        print(f"error: {exc}; the queued request waits for the next trigger", file=sys.stderr)
+        return EXIT_CODES["failed"]
+
+
+def run(argv: list[str] | None) -> int:
     config = script_settings()
     args = parse_args(argv)
     data_dir = args.data_dir or config["DATA_DIR"]
     model_dir = args.model_dir or config["MODEL_DIR"]
     if args.nice:
         os.nice(args.nice)
-    registry = UploadRegistry(data_dir)
+    backends = open_backends(data_dir, model_dir, database_url=config["DATABASE_URL"],
+                             store_url=config["STORE_URL"], work_dir=True)
+    registry = backends.registry
     if args.list_quarantined:
         for upload in registry.uploads(status="quarantined"):
             print(f"{upload.sha256}  {upload.received_at}  {upload.rows} rows  "
@@ -114,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nothing queued: {pending} pending upload(s), {state['uploads_since_retrain']} "
               f"of {config['RETRAIN_THRESHOLD']} since the last trigger; --force retrains now")
         return 0
-    lock = RetrainLock(data_dir)
+    lock = backends.retrain_lock()
     if not lock.acquire(wait=args.lock_wait):
         progress("another retrain holds the lock; it will serve the queued requests")
         return EXIT_BUSY
+    model_dir = backends.model_dir  # with a shared store: this run's own working copy
 
     from utils.retraining import RetrainSettings, run_queued  # pandas, sklearn
 

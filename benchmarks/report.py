@@ -54,6 +54,8 @@ def render_markdown(results: dict) -> str:
         lines += _zeek_section(results["zeek"], results.get("plots", {}))
     if "zeek_memory" in results:
         lines += _zeek_memory_section(results["zeek_memory"])
+    if "registry" in results:
+        lines += _registry_section(results["registry"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -515,3 +517,21 @@ def _zeek_section(zeek: dict, plots: dict) -> list[str]:
     if "zeek_roc" in plots:
         lines += [f"![zeek_roc]({plots['zeek_roc']})", ""]
     return lines
+
+
+def _registry_section(registry: dict) -> list[str]:
+    lines = ["## Keeping an upload: SQLite vs PostgreSQL", "",
+             f"`register()` per upload (keep once by SHA-256, quota, counter), "
+             f"{registry.get('uploads', '?')} small unique uploads one after another, real "
+             "servers on 127.0.0.1 (no network latency to a managed database included). "
+             "The throwaway PostgreSQL runs with `fsync=off` and `synchronous_commit=off` "
+             "(utils/local_engines.py) while SQLite fsyncs every commit, so the PostgreSQL "
+             "rows are a lower bound for a durable server. `benchmarks/registry_bench.py`.",
+             ""]
+    if registry.get("skipped"):
+        lines += [f"PostgreSQL and S3 skipped: {registry['skipped']}", ""]
+    lines += ["| backend | p50 (ms) | p90 (ms) | mean (ms) |", "| --- | --- | --- | --- |"]
+    for name, figures in registry.get("backends", {}).items():
+        lines.append(f"| {name} | {figures['p50_ms']:.2f} | {figures['p90_ms']:.2f} | "
+                     f"{figures['mean_ms']:.2f} |")
+    return [*lines, ""]

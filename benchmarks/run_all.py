@@ -7,7 +7,8 @@
 Sections: quality (NSL-KDD detection vs baselines), throughput (in-process), zeek (feature
 derivation speed, temporal-split detection), zeek_memory (a gzip conn.log inflating to
 1000 MiB posted to gunicorn: the worker's peak memory), http (benchmarks/bench_http.py,
-skipped with a note when missing). Progress goes to stderr.
+skipped with a note when missing), registry (keeping an upload: SQLite vs PostgreSQL vs
+PostgreSQL + S3, benchmarks/registry_bench.py). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from benchmarks.machine import machine_info
 from benchmarks.report import render_markdown
 from settings import script_settings
 from utils.cli import progress
-from utils.model_store import atomic_write_bytes, load_model
+from utils.durable_files import atomic_write_bytes
+from utils.model_store import load_model
 
-SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "http")
+SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "http", "registry")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
@@ -134,6 +136,10 @@ def run(sections: list[str], notes: list[str], config: dict) -> dict:
         results["http"] = run_http(progress)
         if "skipped" in results["http"]:
             progress(f"http: skipped ({results['http']['skipped']})")
+    if "registry" in sections:
+        from benchmarks.registry_bench import run_registry
+
+        results["registry"] = run_registry(progress, config["PG_BINDIR"])
     results["loadavg_end"] = list(os.getloadavg())
     results["total_seconds"] = time.perf_counter() - started
     return results

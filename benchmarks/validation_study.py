@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 from settings import script_settings
 from utils.cli import progress
 from utils.dataset import CHECKSUMS, sha256_file
-from utils.model_store import atomic_write_bytes
+from utils.durable_files import atomic_write_bytes
 from utils.preprocessing import read_records
 from utils.schema import ATTACK_CATEGORY_ORDER
 from utils.thresholds import choose_threshold

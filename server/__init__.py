@@ -16,6 +16,7 @@ from flask_cors import CORS
 from server import (
     admin_limit,
     analysis_slots,
+    backends,
     disk_space,
     errors,
     model_holder,
@@ -50,7 +51,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     admin_limit.init_app(app)
     disk_space.init_app(app)
-    uploads.init_app(app)
+    shared = backends.init_app(app)  # before the model holder: it may fetch the model
+    sink = uploads.init_app(app)
+    if shared.registry is not None:
+        sink.registry = shared.registry
     analysis_slots.init_app(app)
     model_holder.init_app(app)
     if app.config["CORS_ORIGINS"]:

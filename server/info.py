@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from server.backends import get_watch
 from server.disk_space import get_disk_space
 from server.model_holder import get_holder
 from server.predict import MODEL_VERSION_HEADER, current_model
@@ -24,6 +25,8 @@ def health() -> tuple[Response, int]:
 
     ``disk`` reports the data folder's free space; ``low`` means uploads are no longer kept
     (scoring goes on), which is for monitoring to act on, so it does not change the status.
+    ``backends`` names the registry and store in use and whether each answered when last
+    checked (server/backends.py); an unreachable one does not change the status either.
     """
     model, error = get_holder().status()
     if model is None:
@@ -37,6 +40,7 @@ def health() -> tuple[Response, int]:
         "uptime": round(time.monotonic() - current_app.config["STARTED_AT"], 1),
         "model_error": error,
         "disk": get_disk_space().status(),
+        "backends": get_watch().health(),
     })
     if model is not None:
         response.headers[MODEL_VERSION_HEADER] = model.version

@@ -25,6 +25,7 @@ from server.request_log import note_request
 from server.responses import csv_rows, prediction
 from server.retrain import request_is_admin
 from server.uploads import Received, UploadSink, get_sink
+from utils.backends import BackendUnavailable
 from utils.model_store import LoadedModel
 from utils.preprocessing import iter_identity
 from utils.upload_registry import RegistryBusyError
@@ -142,6 +143,9 @@ def keep_upload(sink: UploadSink, received: Received, analysis: Analysis, *,
     try:
         return sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
                              input_kind=analysis.input_kind, trusted=trusted, client=client)
+    except BackendUnavailable as exc:  # the shared database or object store is away
+        log.error("upload %s not kept: %s", received.sha256[:16], exc)
+        return {"duplicate": False, "stored": False, "store_reason": exc.reason}
     except (OSError, sqlite3.Error, RegistryBusyError) as exc:
         log.error("upload %s not kept: %s: %s", received.sha256[:16], type(exc).__name__, exc)
         return {"duplicate": False, "stored": False, "store_reason": "storage_error"}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from server.backends import get_backends, get_watch
 from server.errors import ApiError
 from server.model_holder import get_holder
 from server.query_params import whole_number
@@ -149,7 +150,7 @@ def status() -> Response:
         "current_run": _run_summary(current) if current else None,
         "uploads": counts,
         "model_version": model.version if model else None,
-        "versions": list_versions(current_app.config["MODEL_DIR"]),
+        "versions": _versions(),
         "runs_total": registry.run_count(),
         "last_runs": [_run_summary(run) for run in registry.runs(LAST_RUNS)],
     })
@@ -219,9 +220,15 @@ def rollback_model() -> Response:
     """Make an archived version current again (default: the one the current model replaced)."""
     require_admin()
     version = _requested_version()
+    shared = get_backends()
     try:
-        previous, current, quarantined = rollback(current_app.config["MODEL_DIR"],
-                                                  current_app.config["DATA_DIR"], version)
+        if shared.models is not None:  # the pointer moves; every instance syncs to it
+            previous, current, quarantined = shared.models.rollback(version)
+            get_watch().sync_model()
+        else:
+            previous, current, quarantined = rollback(
+                current_app.config["MODEL_DIR"], current_app.config["DATA_DIR"], version,
+                registry=_registry(), lock=shared.retrain_lock())
     except RetrainBusy:
         raise ApiError(409, "retrain_running",
                        "a retrain is in progress; roll back when it has finished") from None
@@ -234,6 +241,14 @@ def rollback_model() -> Response:
              previous, current, len(quarantined))
     return jsonify({"success": True, "previous_version": previous, "model_version": current,
                     "quarantined": quarantined})
+
+
+def _versions() -> list[dict[str, str]]:
+    """Every version a rollback may name: the shared store's, else the model folder's."""
+    models = get_backends().models
+    if models is not None:
+        return models.versions()
+    return list_versions(current_app.config["MODEL_DIR"])
 
 
 def _requested_version() -> str | None:
@@ -250,5 +265,6 @@ def _requested_version() -> str | None:
 
 def _run_summary(run: dict) -> dict:
     keys = ("id", "started_at", "finished_at", "outcome", "reason", "metrics_before",
-            "metrics_after", "version", "previous_version", "triggered_by", "uploads_used")
+            "metrics_after", "version", "previous_version", "triggered_by", "uploads_used",
+            "host")
     return {key: run.get(key) for key in keys}

@@ -146,6 +146,22 @@ def _boolean(text: str) -> bool:
     return word in _TRUE
 
 
+def _postgres_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or parts.query):
+        raise ValueError("not a postgresql:// URL")
+    return text
+
+
+def _s3_url(text: str) -> str:
+    """``s3://bucket`` or ``s3://bucket/prefix``; returned without a trailing slash."""
+    parts = urlsplit(text)
+    if parts.scheme != "s3" or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                                                 parts.netloc or ""):
+        raise ValueError("not an s3://bucket/prefix URL")
+    return text.rstrip("/")
+
+
 path = Parser("a path", _path, None)
 free_text = Parser("any text", str, None)
 port = Parser("a TCP port (1-65535)", _port, "70000")
@@ -156,5 +172,8 @@ log_level = Parser(", ".join(LOG_LEVELS[:-1]) + " or " + LOG_LEVELS[-1], _log_le
 k_list = Parser("comma-separated k values (whole numbers, at least 1)", _k_values, "4,x")
 rate_limit = Parser('a rate such as "10 per minute" or "5/30 seconds"', _rate_limit, "lots")
 boolean = Parser("true or false (also 1/0, yes/no, on/off)", _boolean, "maybe")
+# A database URL may carry a password: never echoed.
+postgres_url = Parser("a postgresql:// URL", _postgres_url, "mysql://db/anomalyze", secret=True)
+s3_url = Parser("an s3://bucket/prefix URL", _s3_url, "bucket/prefix")
 token = Parser(f"at least {MIN_TOKEN_LENGTH} printable ASCII characters, no spaces", _token,
                "short", secret=True)

@@ -22,7 +22,9 @@ from settings.parsers import (
     origins,
     path,
     port,
+    postgres_url,
     rate_limit,
+    s3_url,
     token,
     whole_number,
 )
@@ -104,6 +106,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_RETRAIN_MAX_ROWS_PER_CLIENT", 10_000, whole_number(at_least=0),
             API_SCRIPTS, "most rows the anonymous uploads of one client address add to a "
             "candidate's fit set"),
+    # --- several instances (docs/CONFIG.md, "Several instances") --------------------------
+    Setting("ANOMALYZE_DATABASE_URL", None, postgres_url, API_SCRIPTS,
+            "PostgreSQL shared by every instance: upload registry, retrain queue, run log, lock, "
+            "current model",
+            shown="unset: SQLite in the data folder"),
+    Setting("ANOMALYZE_STORE_URL", None, s3_url, API_SCRIPTS,
+            "S3-compatible bucket of kept uploads and model versions (needs the database URL; "
+            "keys: `AWS_*`)", shown="unset: the local data and model folders"),
+    Setting("ANOMALYZE_DB_POOL_SIZE", 4, whole_number(at_least=1), API,
+            "most PostgreSQL connections one API worker process keeps open"),
     # --- the servers (gunicorn.conf.py; the client limits also gunicorn_frontend.conf.py) ---
     Setting("WEB_CONCURRENCY", 2, whole_number(at_least=1), ("gunicorn", "scripts"),
             "gunicorn worker processes (they share the model loaded before the fork)"),

@@ -641,7 +641,8 @@ def list_versions(model_dir: Path | str) -> list[dict[str, str]]:
 
 
 def rollback(model_dir: Path | str, data_dir: Path | str, version: str | None = None,
-             *, lock_wait: float = 2.0) -> RollbackResult:
+             *, lock_wait: float = 2.0, registry: Any = None, lock: Any = None
+             ) -> RollbackResult:
     """Make an archived version current again and quarantine the uploads it did not learn
     from but the rolled-back model did.
 
@@ -651,10 +652,11 @@ def rollback(model_dir: Path | str, data_dir: Path | str, version: str | None = 
     stay quarantined until released). The uploads are quarantined before the model is
     swapped: a crash in between leaves them set aside, never the bad model's data back in the
     pool. Holds the retrain lock, so it never races a promotion (RetrainBusy while a retrain
-    runs).
+    runs). ``registry`` and ``lock``: another backend's (default: SQLite and the flock of
+    ``data_dir``).
     """
     model_dir = Path(model_dir)
-    lock = RetrainLock(data_dir)
+    lock = lock or RetrainLock(data_dir)
     if not lock.acquire(wait=lock_wait):
         raise RetrainBusy("a retrain is in progress; roll back when it has finished")
     try:
@@ -675,7 +677,7 @@ def rollback(model_dir: Path | str, data_dir: Path | str, version: str | None = 
         quarantined: list[str] = []
         if current is not None:
             learned = trained_uploads(current.card) - trained_uploads(chosen.card)
-            quarantined = UploadRegistry(data_dir).quarantine(learned)
+            quarantined = (registry or UploadRegistry(data_dir)).quarantine(learned)
             archive_model(current.pipeline, current.card, model_dir)
         save_model(chosen.pipeline, chosen.card, model_dir)
         return RollbackResult(current.version if current else None, chosen.version,

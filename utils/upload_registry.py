@@ -33,18 +33,27 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+from utils.registry.interface import (
+    DEFAULT_THRESHOLD,
+    OUTCOMES,
+    STATUSES,
+    NotQuarantined,
+    Registration,
+    RegistryBusyError,
+    RetrainBusy,
+    UnknownUpload,
+    Upload,
+    UploadQuota,
+)
 
 DB_FILE = "anomalyze.sqlite3"
 LOCK_FILE = "retrain.lock"
 UPLOADS_DIR = "uploaded_logs"
 ARCHIVE_DIR = "archived"
-DEFAULT_THRESHOLD = 10
-STATUSES = ("pending", "used", "archived", "quarantined")
-OUTCOMES = ("running", "promoted", "rejected", "failed")
 
 _KNOWN_EXTENSIONS = frozenset({"txt", "csv", "tsv", "log", "json", "gz"})
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -110,80 +119,15 @@ ALTER TABLE uploads_v2 RENAME TO uploads;
 T = TypeVar("T")
 
 
-class RetrainBusy(RuntimeError):
-    """Another process holds the retrain lock (a retrain or a rollback is in progress)."""
-
-
-class RegistryBusyError(RuntimeError):
-    """The database stayed locked by other processes for longer than the busy timeout."""
-
-
-class UnknownUpload(LookupError):
-    """No kept upload has this SHA-256."""
-
-
-class NotQuarantined(ValueError):
-    """The upload is not quarantined, so there is nothing to release."""
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One kept upload; ``stored_path`` is relative to the data folder."""
-
-    id: int
-    sha256: str
-    original_name: str
-    stored_path: str
-    size: int
-    rows: int
-    has_labels: bool
-    input_kind: str
-    received_at: str
-    status: str
-    run_id: int | None
-    trusted: bool = False  # sent with the admin token: its labels are facts, not claims
-    client: str | None = None  # the address it came from (per-client caps and quota)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class Registration:
-    """What ``register`` did: a duplicate, or an upload over quota, is neither stored nor
-    counted. ``reason`` says why it was not stored (``duplicate``, ``quota_total``,
-    ``quota_client``); ``upload`` is None when nothing with its content is kept."""
-
-    duplicate: bool
-    stored: bool
-    upload: Upload | None
-    retrain_due: bool  # this upload crossed the threshold: a retrain is queued
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class UploadQuota:
-    """Bytes of kept uploads allowed: in all, and per client within a sliding time window.
-
-    Every kept file counts, whatever its status, since every one of them is on the disk.
-    """
-
-    total_bytes: int
-    client_bytes: int
-    client_window_seconds: float
-
-    def refusal(self, db: sqlite3.Connection, size: int, client: str | None) -> str | None:
-        """``quota_total`` or ``quota_client`` if keeping ``size`` more bytes breaks a limit."""
-        total = db.execute("SELECT COALESCE(SUM(size), 0) FROM uploads").fetchone()[0]
-        if total + size > self.total_bytes:
-            return "quota_total"
-        since = utc_timestamp(time.time() - self.client_window_seconds)
-        recent = db.execute(
-            "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE client IS ? AND received_at >= ?",
-            (client, since)).fetchone()[0]
-        if recent + size > self.client_bytes:
-            return "quota_client"
-        return None
+def _quota_refusal(quota: UploadQuota, db: sqlite3.Connection, size: int,
+                   client: str | None) -> str | None:
+    """``quota_total`` or ``quota_client`` if keeping ``size`` more bytes breaks a limit."""
+    total = db.execute("SELECT COALESCE(SUM(size), 0) FROM uploads").fetchone()[0]
+    since = utc_timestamp(time.time() - quota.client_window_seconds)
+    recent = db.execute(
+        "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE client IS ? AND received_at >= ?",
+        (client, since)).fetchone()[0]
+    return quota.refusal(total, recent, size)
 
 
 def sanitise_name(name: str | None) -> str:
@@ -355,7 +299,7 @@ class UploadRegistry:
                                 reason="duplicate")
         size = path.stat().st_size
         if quota is not None:  # answered before the fsync; checked again in the transaction
-            reason = self._read_with(lambda db: quota.refusal(db, size, client))
+            reason = self._read_with(lambda db: _quota_refusal(quota, db, size, client))
             if reason is not None:
                 return Registration(duplicate=False, stored=False, upload=None,
                                     retrain_due=False, reason=reason)
@@ -375,7 +319,7 @@ class UploadRegistry:
                                      (row["id"],)).fetchone()
                 return Registration(duplicate=True, stored=False, upload=_upload(row),
                                     retrain_due=False, reason="duplicate")
-            refused = quota.refusal(db, size, client) if quota is not None else None
+            refused = _quota_refusal(quota, db, size, client) if quota is not None else None
             if refused is not None:
                 return Registration(duplicate=False, stored=False, upload=None,
                                     retrain_due=False, reason=refused)
