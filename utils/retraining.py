@@ -10,6 +10,10 @@ The decisions (docs/LEARNING.md):
 - Bounded influence: a row repeated anywhere in the pool counts once, and one anonymous upload
   or one anonymous client adds at most ``max_rows_per_upload`` / ``max_rows_per_client`` rows
   to a run's fit set (a fixed random sample beyond that).
+- Analysts' verdicts (utils/feedback.py) are facts, given with a token: rows marked false
+  positive join the fit set as normal rows whatever their label (at most ``feedback_share`` of
+  the training file's normal fit rows); rows confirmed as attacks never train. Trusted attack
+  rows an allow-list entry allows are held out of the gate. The gate still decides.
 - Only uploads of the model's input kind feed it (a KDD model learns from KDD uploads, a Zeek
   model from Zeek uploads). Uploads already in a promoted model (``archived``) feed every later
   candidate too: each candidate is trained from scratch and would otherwise forget them.
@@ -40,6 +44,8 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from utils.allowlist import AllowList
+from utils.feedback import Feedback
 from utils.metrics import categories, evaluate
 from utils.model_store import (
     CARD_FILE,
@@ -73,6 +79,7 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_MAX_UPLOAD_ROWS = 1_000_000
 DEFAULT_MAX_ROWS_PER_UPLOAD = 2_000
 DEFAULT_MAX_ROWS_PER_CLIENT = 10_000
+DEFAULT_FEEDBACK_SHARE = 0.05  # analysts' false positives, per normal fit row of the file
 LOCK_WAIT_SECONDS = 5.0
 GATE_CATEGORIES = tuple(c for c in ATTACK_CATEGORY_ORDER if c != "Unknown")
 
@@ -121,6 +128,7 @@ class RetrainSettings:
     max_rows_per_upload: int = DEFAULT_MAX_ROWS_PER_UPLOAD
     max_rows_per_client: int = DEFAULT_MAX_ROWS_PER_CLIENT
     max_decompressed_bytes: int | None = None
+    feedback_share: float = DEFAULT_FEEDBACK_SHARE
 
 
 # --- choosing upload rows ------------------------------------------------------------------
@@ -134,6 +142,8 @@ COUNT_KEYS = (
     "claimed_attack_ignored",  # anonymous rows labeled as attacks: neither fit nor gate
     "capped_rows",  # accepted rows over the per-upload or per-client cap
     "validation_normal", "validation_attack",  # held-out trusted rows, for the gate
+    "allowlisted_attack_ignored",  # trusted attack rows an allow-list entry allows
+    "true_positive_kept_out",  # rows analysts confirmed as attacks: never fitted
 )
 
 
@@ -159,7 +169,12 @@ class UploadSelection:
 
     def add(self, records: ParsedRecords, model: LoadedModel, *, validation_fraction: float,
             random_state: int, min_confidence: float, trusted: bool = False,
-            client: str | None = None) -> None:
+            client: str | None = None, allowlist: AllowList | None = None,
+            confirmed: np.ndarray | None = None, cleared: np.ndarray | None = None) -> None:
+        """``confirmed``: rows analysts marked true positive (never fitted); ``cleared``:
+        rows they marked false positive (fitted separately, ``FeedbackRows``: here they are
+        neither fitted nor held out as attacks). An attack row ``allowlist`` allows is
+        neither either."""
         counts = self.counts
         counts["files"] += 1
         counts["trusted_files"] += int(trusted)
@@ -170,6 +185,12 @@ class UploadSelection:
         normal = fresh & (cats == "Normal")
         unlabeled = fresh & (cats == "Unlabeled")
         attack = fresh & ~(cats == "Normal") & ~(cats == "Unlabeled")
+        if cleared is not None:
+            attack &= ~cleared
+        if allowlist and attack.any():
+            allowed = allowlist.match_records(records, attack) > 0
+            counts["allowlisted_attack_ignored"] += int(allowed.sum())
+            attack &= ~allowed
         fit = np.zeros(len(records), dtype=bool)
         validation = np.zeros(len(records), dtype=bool)
         if trusted:
@@ -196,6 +217,11 @@ class UploadSelection:
         counts["claimed_normal_fit"] += int((confident & normal).sum())
         counts["claimed_normal_refused"] += int((by_model & normal & ~confident).sum())
         fit |= confident
+        if confirmed is not None:
+            counts["true_positive_kept_out"] += int((fit & confirmed).sum())
+            fit &= ~confirmed
+        if cleared is not None:
+            fit &= ~cleared
         if not trusted:
             fit = self._cap(fit, client)
         self.extra_normal.append(records.features[fit])
@@ -240,6 +266,78 @@ class UploadSelection:
             keep = np.sort(np.random.RandomState(random_state).choice(len(rows), cap,
                                                                        replace=False))
             rows = rows.iloc[keep].reset_index(drop=True)
+        return rows
+
+
+@dataclass
+class FeedbackRows:
+    """The rows analysts marked (utils/feedback.py), found in their uploads.
+
+    False positives join the fit set as normal rows whatever the upload's label said, up to
+    ``cap`` (a share of the training file's normal fit rows: a flood of verdicts cannot
+    outweigh the file; a fixed random sample beyond). True positives never train. Verdicts on
+    records an upload does not have (an unknown uid) are counted and skipped.
+    """
+
+    verdicts: dict[str, list[Feedback]]
+    normal: list[pd.DataFrame] = field(default_factory=list)
+    used_ids: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "feedback_false_positive": 0, "feedback_true_positive": 0, "feedback_unmatched": 0,
+        "feedback_capped": 0, "feedback_rows": 0})
+
+    @classmethod
+    def from_registry(cls, registry: Any) -> FeedbackRows:
+        verdicts: dict[str, list[Feedback]] = {}
+        for item in registry.feedback():
+            verdicts.setdefault(item.sha256, []).append(item)
+        return cls(verdicts)
+
+    def masks(self, upload: Upload, records: ParsedRecords
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(confirmed, cleared) row masks of this upload; the cleared rows are taken."""
+        items = self.verdicts.pop(upload.sha256, None)
+        if not items:
+            return None, None
+        confirmed = np.zeros(len(records), dtype=bool)
+        cleared = np.zeros(len(records), dtype=bool)
+        index = records.features.index
+        uids = (records.identity["uid"].astype(str).to_numpy()
+                if records.identity is not None else None)
+        for item in items:
+            if item.row is not None:
+                at = index.get_indexer([item.row])
+                at = at[at >= 0]
+            elif uids is not None:
+                at = np.flatnonzero(uids == item.record)
+            else:
+                at = np.empty(0, dtype=np.int64)
+            if not at.size:
+                self.counts["feedback_unmatched"] += 1
+                continue
+            if item.verdict == "true_positive":
+                confirmed[at] = True
+                self.counts["feedback_true_positive"] += int(at.size)
+            else:
+                cleared[at] = True
+                self.counts["feedback_false_positive"] += int(at.size)
+                self.used_ids.append(item.id)
+        cleared &= ~confirmed
+        if cleared.any():
+            self.normal.append(records.features[cleared])
+        return confirmed, cleared
+
+    def rows(self, cap: int, random_state: int) -> pd.DataFrame:
+        parts = [part for part in self.normal if len(part)]
+        if not parts:
+            return pd.DataFrame(columns=list(FEATURE_NAMES))
+        rows = pd.concat(parts, ignore_index=True)
+        if len(rows) > cap:
+            self.counts["feedback_capped"] = len(rows) - cap
+            keep = np.sort(np.random.RandomState(random_state).choice(len(rows), cap,
+                                                                       replace=False))
+            rows = rows.iloc[keep].reset_index(drop=True)
+        self.counts["feedback_rows"] = len(rows)
         return rows
 
 
@@ -301,6 +399,9 @@ def gate(before: dict, after: dict, tolerance: float = DEFAULT_TOLERANCE,
         lines.append(f"{name} {old:.4f} -> {new:.4f}")
         if old - new > tolerance + 1e-12:
             worse.append(name)
+    old, new = before.get("false_positive_rate"), after.get("false_positive_rate")
+    if old is not None and new is not None:  # reported, not judged: F1 already weighs it
+        lines.append(f"false_positive_rate {old:.4f} -> {new:.4f}")
     old_rates = before.get("detection_rate_by_category") or {}
     new_rates = after.get("detection_rate_by_category") or {}
     for name in GATE_CATEGORIES:
@@ -392,14 +493,30 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
     selection = UploadSelection(max_rows_per_upload=settings.max_rows_per_upload,
                                 max_rows_per_client=settings.max_rows_per_client,
                                 random_state=seed)
+    allowlist = AllowList(registry.allow_entries())
+    feedback = FeedbackRows.from_registry(registry)
     for upload in corpus:
         records = _read_upload(registry, upload, settings.max_decompressed_bytes)
+        confirmed, cleared = feedback.masks(upload, records)
         selection.add(records, current, validation_fraction=fraction, random_state=seed,
                       min_confidence=settings.min_confidence, trusted=upload.trusted,
-                      client=upload.client)
+                      client=upload.client, allowlist=allowlist, confirmed=confirmed,
+                      cleared=cleared)
         del records
+    for sha256 in list(feedback.verdicts):  # verdicts on uploads outside the corpus
+        upload = registry.find(sha256)
+        if upload is None or upload.input_kind != kind or upload.status == "quarantined":
+            feedback.counts["feedback_unmatched"] += len(feedback.verdicts.pop(sha256))
+            continue
+        feedback.masks(upload, _read_upload(registry, upload, settings.max_decompressed_bytes))
     extra = selection.normal_rows(settings.max_upload_rows, seed)
+    cleared_rows = feedback.rows(_feedback_cap(base, fraction, seed, settings.feedback_share),
+                                 seed)
+    if len(cleared_rows):  # (an empty frame's object columns would change the dtypes)
+        extra = (pd.concat([extra, cleared_rows], ignore_index=True) if len(extra)
+                 else cleared_rows)
     progress(f"upload rows: {selection.counts}")
+    progress(f"analyst feedback: {feedback.counts}")
 
     n_clusters = settings.n_clusters or tuple(card.get("k_values") or ())
     if not n_clusters:
@@ -413,7 +530,8 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
         return RunResult(run_id, "rejected", reason)
     source = {"file": base_path.name, "sha256": base_sha, "uploads": {
         "files": len(corpus), "sha256": [u.sha256 for u in corpus],
-        "normal_rows": len(extra), "rows_sha256": extra_sha, **selection.counts}}
+        "normal_rows": len(extra), "rows_sha256": extra_sha, **selection.counts,
+        **feedback.counts}}
     candidate = trainer(
         base, n_clusters=n_clusters, random_state=seed, validation_fraction=fraction,
         threshold_rule=rule if rule in RULES else "balanced-f1",
@@ -436,6 +554,9 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
     before = measure(current.pipeline, features, labels)
     after = measure(candidate.pipeline, features, labels)
     promote, reason = gate(before, after, settings.tolerance, settings.category_tolerance)
+    reason += f"; {feedback.counts['feedback_rows']} feedback row(s) in the fit set"
+    for figures in (before, after):
+        figures["feedback_rows"] = feedback.counts["feedback_rows"]
     version = str(candidate.card["model_version"])
     if not promote:
         registry.finish_run(run_id, "rejected", reason, metrics_before=before,
@@ -449,14 +570,25 @@ def _run(settings: RetrainSettings, registry: UploadRegistry, run_id: int,
         "category_tolerance": settings.category_tolerance,
         "gate_validation_rows": len(features),
         "balanced_f1_before": before["balanced_f1"], "balanced_f1_after": after["balanced_f1"],
-        "auroc_before": before["auroc"], "auroc_after": after["auroc"]}
+        "auroc_before": before["auroc"], "auroc_after": after["auroc"],
+        "false_positive_rate_before": before["false_positive_rate"],
+        "false_positive_rate_after": after["false_positive_rate"],
+        "feedback_rows": feedback.counts["feedback_rows"]}
     registry.set_run_version(run_id, version)
     progress(f"promoting {version} (keeping {current.version} in {VERSIONS_DIR}/)")
     archive_model(current.pipeline, current.card, settings.model_dir)
     save_model(candidate.pipeline, candidate.card, settings.model_dir, archive=True)
     registry.finish_run(run_id, "promoted", reason, metrics_before=before, metrics_after=after,
                         version=version)
+    registry.mark_feedback_trained(feedback.used_ids, version)
     return RunResult(run_id, "promoted", reason, version, before, after)
+
+
+def _feedback_cap(base: ParsedRecords, fraction: float, seed: int, share: float) -> int:
+    """Most false-positive rows one candidate fits: ``share`` of the file's normal fit rows."""
+    cats = row_categories(base)
+    normal_fit = (cats == "Normal") & ~split_validation(cats, fraction, seed)
+    return int(share * int(normal_fit.sum()))
 
 
 def _validation_set(base: ParsedRecords, card: dict, base_sha: str, fraction: float, seed: int,
