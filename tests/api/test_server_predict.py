@@ -82,8 +82,9 @@ def test_anomalies_are_the_flagged_rows_highest_score_first(client, labeled_uplo
 def test_anomaly_records_carry_the_documented_fields(client, labeled_upload):
     entry = upload(client, labeled_upload).get_json()["anomalies"][0]
     assert list(entry) == ["index", "severity", "anomaly_score", "confidence",
-                           "allowlisted", "allowlist_entry", "votes", "model_votes", "protocol_type", "service", "flag", "src_bytes",
-                           "dst_bytes", "label", "top_features"]
+                           "allowlisted", "allowlist_entry", "votes", "model_votes",
+                           "protocol_type", "service", "flag", "src_bytes", "dst_bytes",
+                           "label", "top_features"]
     assert entry["label"] == "neptune"
     assert entry["service"] == "private" and isinstance(entry["src_bytes"], int)
     assert entry["top_features"] and {"feature", "value", "contribution"} <= set(
