@@ -155,6 +155,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_ANALYST_PASSWORD", None, token, FRONTEND,
             "password (or token) an analyst signs in to the web page with; without signing in "
             "the page works as before", shown="unset: no sign-in"),
+    Setting("ANOMALYZE_API_ANALYST_TOKEN", None, token, FRONTEND,
+            "the API's analyst token (`ANOMALYZE_ANALYST_TOKEN` there), sent by the frontend for "
+            "a signed-in analyst's allow-list and feedback; the browser never sees it",
+            shown="unset: the analyst tools answer 503"),
     Setting("ANOMALYZE_SESSION_SECRET", None, token, FRONTEND,
             "key that signs the page's session cookie and its CSRF tokens; the same for every "
             "worker and instance", shown="derived from `ANOMALYZE_ANALYST_PASSWORD` (a new "
