@@ -123,7 +123,8 @@ def parse_entry(body: Mapping[str, Any], *, added_by: str,
     values: dict[str, Any] = {}
     for name in ("host", "source", "destination"):
         if body.get(name) not in (None, ""):
-            values[name] = str(_parse_network(name, body[name]))
+            net = _parse_network(name, body[name])  # a one-address network as the address
+            values[name] = str(net.network_address) if net.num_addresses == 1 else str(net)
     if body.get("port") not in (None, ""):
         values["port"] = _parse_port(body["port"])
     if body.get("service") not in (None, ""):
