@@ -24,6 +24,7 @@ from utils.allowlist import (
     AllowlistError,
     DuplicateEntry,
     UnknownEntry,
+    load_allowlist,
     parse_entry,
 )
 from utils.allowlist_files import ScoredFileError, reapply
@@ -76,7 +77,7 @@ def current_allowlist() -> AllowList:
     """The entries in force now. A registry that cannot be read must not stop scoring: the
     prediction goes on without the list (logged)."""
     try:
-        return AllowList(_registry().allow_entries())
+        return load_allowlist(_registry())
     except Exception as exc:  # BackendUnavailable, sqlite3.Error, OSError, busy: never a 500
         log.error("allow-list not applied: %s: %s", type(exc).__name__, exc)
         return AllowList()

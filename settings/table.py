@@ -110,8 +110,8 @@ SETTINGS: tuple[Setting, ...] = (
             API_SCRIPTS, "most rows the anonymous uploads of one client address add to a "
             "candidate's fit set"),
     Setting("ANOMALYZE_RETRAIN_FEEDBACK_SHARE", 0.05, number(at_least=0, at_most=1),
-            API_SCRIPTS, "most rows analysts marked false positive in a candidate's fit set, "
-            "as a share of the training file's normal fit rows (a fixed sample beyond)"),
+            API_SCRIPTS, "most analyst-marked false positives a candidate fits, as a share of the "
+            "training file's normal fit rows"),
     # --- several instances (docs/CONFIG.md, "Several instances") --------------------------
     Setting("ANOMALYZE_DATABASE_URL", None, postgres_url, API_SCRIPTS,
             "PostgreSQL shared by every instance: upload registry, retrain queue, run log, lock, "
@@ -156,8 +156,8 @@ SETTINGS: tuple[Setting, ...] = (
             "password (or token) an analyst signs in to the web page with; without signing in "
             "the page works as before", shown="unset: no sign-in"),
     Setting("ANOMALYZE_API_ANALYST_TOKEN", None, token, FRONTEND,
-            "the API's analyst token (`ANOMALYZE_ANALYST_TOKEN` there), sent by the frontend for "
-            "a signed-in analyst's allow-list and feedback; the browser never sees it",
+            "the API's `ANOMALYZE_ANALYST_TOKEN`, sent for a signed-in analyst's allow-list "
+            "and feedback (never to the browser)",
             shown="unset: the analyst tools answer 503"),
     Setting("ANOMALYZE_SESSION_SECRET", None, token, FRONTEND,
             "key that signs the page's session cookie and its CSRF tokens; the same for every "

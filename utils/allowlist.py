@@ -259,24 +259,32 @@ def _column(frame: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray | None:
     return None
 
 
-def _addresses(values: np.ndarray | None) -> list | None:
-    if values is None:
-        return None
-    out = []
-    for value in values:
-        try:
-            out.append(ipaddress.ip_address(str(value).strip()))
-        except ValueError:
-            out.append(None)
-    return out
+class _Addresses:
+    """A column of addresses as codes into its distinct values, each parsed once (a log
+    holds few hosts and many connections)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.codes, uniques = pd.factorize(pd.Series(values, dtype=object).astype(str))
+        self.parsed = []
+        for value in uniques:
+            try:
+                self.parsed.append(ipaddress.ip_address(value.strip()))
+            except ValueError:
+                self.parsed.append(None)
+
+    def within(self, net: Network) -> np.ndarray:
+        inside = np.array([a is not None and a.version == net.version and a in net
+                           for a in self.parsed] + [False], dtype=bool)
+        return inside[self.codes]  # code -1 (missing) takes the final False
 
 
-def _in_network(addresses: list | None, net: Network, nothing: np.ndarray) -> np.ndarray:
+def _addresses(values: np.ndarray | None) -> _Addresses | None:
+    return None if values is None else _Addresses(values)
+
+
+def _in_network(addresses: _Addresses | None, net: Network, nothing: np.ndarray) -> np.ndarray:
     """Which addresses lie in ``net``; ``nothing`` (all False) when the rows carry none."""
-    if addresses is None:
-        return nothing
-    return np.fromiter((a is not None and a.version == net.version and a in net
-                        for a in addresses), dtype=bool, count=len(addresses))
+    return nothing if addresses is None else addresses.within(net)
 
 
 def _ports(values: np.ndarray | None) -> np.ndarray | None:
@@ -290,6 +298,12 @@ def _services(values: np.ndarray | None) -> np.ndarray | None:
         return None
     return np.array([str(v).strip().lower() if isinstance(v, str) else "" for v in values],
                     dtype=object)
+
+
+def load_allowlist(registry: Any) -> AllowList:
+    """The entries in force in a registry (utils.registry), ready to ``apply``. A long-running
+    scorer (a watcher) calls it again now and then to see entries added or removed."""
+    return AllowList(registry.allow_entries())
 
 
 def entry_from_row(row: Mapping[str, Any]) -> AllowEntry:
