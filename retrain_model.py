@@ -144,6 +144,7 @@ def run(argv: list[str] | None) -> int:
         max_upload_rows=config["RETRAIN_MAX_UPLOAD_ROWS"],
         max_rows_per_upload=config["RETRAIN_MAX_ROWS_PER_UPLOAD"],
         max_rows_per_client=config["RETRAIN_MAX_ROWS_PER_CLIENT"],
+        feedback_share=config["RETRAIN_FEEDBACK_SHARE"],
         max_decompressed_bytes=int(config["MAX_DECOMPRESSED_MB"] * (1 << 20)))
     results = run_queued(settings, registry, force=args.force, trigger=args.trigger,
                          progress=progress, lock=lock, lock_wait=args.lock_wait)

@@ -7,8 +7,9 @@
 Follows ``conn.log`` in the folder (or the file given) across Zeek's rotations, scores each
 record once its window features are final, and delivers alerts to every sink named; state
 and undelivered alerts live in $ANOMALYZE_WATCH_STATE_DIR, so a restart resumes. SIGTERM or
-Ctrl-C stops it after the round under way. README.md ("Watching a live Zeek sensor") tells
-more; the settings are in docs/CONFIG.md.
+Ctrl-C stops it after the round under way. Anomalies the allow-list allows (the registry's,
+as the API applies it: ``analyst_admin.py allowlist``) are counted, not sent. README.md
+("Watching a live Zeek sensor") tells more; the settings are in docs/CONFIG.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("communityid").setLevel(logging.WARNING)  # it logs every hash at INFO
 
     from server.model_holder import ModelHolder  # the API's hot swap, reused as it is
+    from utils.backend_errors import BackendConfigError
+    from utils.backends import open_backends
+    from utils.watch.allowed import RefreshingAllowList
     from utils.watch.metrics import WatchMetrics
     from utils.watch.sinks import FileSink, StdoutSink, SyslogSink, WebhookSink
     from utils.watch.watcher import WatchConfig, Watcher
@@ -81,6 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     if model is None:
         print(f"error: no model to score with: {fault}", file=sys.stderr)
         return 2
+    allowlist = None
+    try:  # the registry the API and analyst_admin.py keep the allow-list in
+        registry = open_backends(config["DATA_DIR"], config["MODEL_DIR"],
+                                 database_url=config["DATABASE_URL"]).registry
+        allowlist = RefreshingAllowList(registry).current
+    except BackendConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error, RuntimeError) as exc:  # (RuntimeError: busy, away)
+        # Alerting goes on without the list: every anomaly is sent.
+        logging.getLogger("anomalyze.watch").error(
+            "no allow-list applied: the registry cannot be opened: %s: %s",
+            type(exc).__name__, exc)
     metrics = WatchMetrics()
     if not args.no_metrics:
         metrics.serve(config["WATCH_METRICS_PORT"], args.metrics_address)
@@ -91,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                     poll_seconds=config["WATCH_POLL_SECONDS"],
                     suppress_seconds=config["WATCH_SUPPRESS_SECONDS"],
                     max_held_rows=config["WATCH_MAX_HELD_ROWS"]),
-        metrics)
+        metrics, allowlist)
     logging.getLogger("anomalyze.watch").info("watching %s", log_path)
     watcher.run(stop)
     return 0

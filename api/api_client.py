@@ -119,6 +119,23 @@ class ApiClient:
                 return None
             raise
 
+    # -- the analyst's tools ------------------------------------------------------------------
+
+    def analyst_call(self, method: str, path: str, token: str,
+                     body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """(status, parsed JSON) of an analyst route of the API, sent with its analyst token.
+        Error statuses are returned, not raised: the caller forwards what the page needs."""
+        try:
+            response = self.session.request(
+                method, f"{self.base_url}{path}", json=body,
+                headers={"Authorization": f"Bearer {token}", "X-Analyst": "web"},
+                timeout=(self.connect_timeout, self.health_timeout))
+        except requests.Timeout as exc:
+            raise _timeout_error(self.health_timeout) from exc
+        except requests.RequestException as exc:
+            raise _unreachable_error() from exc
+        return response.status_code, _json(response)
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _health(self) -> requests.Response:

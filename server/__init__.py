@@ -24,6 +24,7 @@ from server import (
     retrain,
     uploads,
 )
+from server.analyst import bp as analyst_bp
 from server.config import load_config, max_content_length
 from server.info import bp as info_bp
 from server.json_provider import OrjsonProvider
@@ -67,5 +68,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
              expose_headers=[MODEL_VERSION_HEADER], always_send=False)
     app.register_blueprint(info_bp)
     app.register_blueprint(predict_bp)
+    app.register_blueprint(analyst_bp)
     retrain.init_app(app)
     return app

@@ -18,8 +18,9 @@ from typing import IO
 
 from flask import Response
 
-from server.analysis import CHUNK_ROWS, Analysis, analyse_chunks
+from server.analysis import CHUNK_ROWS, Analysis, allowlisted, analyse_chunks
 from utils.alerts import ecs_alerts, to_ndjson
+from utils.allowlist import AllowList
 from utils.model_store import LoadedModel
 from utils.readers import ParsedRecords
 from utils.scoring import ScoredRecords, iter_scored_chunks, score_records
@@ -69,10 +70,11 @@ class AlertSpool:
 def alerts_from_file(
     model: LoadedModel, path: Path, *, spool_dir: Path | None = None,
     chunk_rows: int = CHUNK_ROWS, threads: int | None = None,
-    max_decompressed_bytes: int | None = None,
+    max_decompressed_bytes: int | None = None, allowlist: AllowList | None = None,
 ) -> tuple[Analysis, AlertSpool]:
-    """Score a file and write the ECS alerts of all its anomalies, in input order (a Zeek
-    log read in chunks: batch by batch, in time order; every alert names its row).
+    """Score a file and write the ECS alerts of its anomalies (but those ``allowlist``
+    allows), in input order (a Zeek log read in chunks: batch by batch, in time order; every
+    alert names its row).
 
     The Analysis (no rows described: the alerts are the detail) is what registering the
     upload and logging the request need. InputFormatError as analyse_file gives it, and
@@ -80,13 +82,14 @@ def alerts_from_file(
     """
     chunks = iter_scored_chunks(model, path, chunk_rows=chunk_rows, threads=threads,
                                 max_decompressed_bytes=max_decompressed_bytes)
-    return _spooled(chunks, model, spool_dir)
+    return _spooled(allowlisted(chunks, allowlist), model, spool_dir)
 
 
 def alerts_from_records(
-    model: LoadedModel, records: ParsedRecords
+    model: LoadedModel, records: ParsedRecords, allowlist: AllowList | None = None
 ) -> tuple[Analysis, AlertSpool]:
-    return _spooled([(records, score_records(model, records))], model, None)
+    return _spooled(allowlisted([(records, score_records(model, records))], allowlist),
+                    model, None)
 
 
 def ndjson_response(spool: AlertSpool) -> Response:

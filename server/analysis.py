@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from server.zeek_overview import ZeekOverview
+from utils.allowlist import AllowList
 from utils.model_store import LoadedModel
 from utils.readers import ParsedRecords
 from utils.schema import LABEL_COLUMN, SEVERITIES
@@ -46,9 +47,18 @@ class Analysis:
     top_features: pd.DataFrame
     top_identity: pd.DataFrame | None
     overview: ZeekOverview | None = None  # Zeek input, when asked for: hosts and timeline
+    # Per row: the id of the allow-list entry a flagged row matches, 0 for none.
+    allowlisted: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.anomaly_score)
+
+    @property
+    def alerts(self) -> np.ndarray:
+        """Flagged rows that are alerts (not allow-listed)."""
+        if self.allowlisted is None:
+            return self.is_anomaly
+        return self.is_anomaly & (self.allowlisted == 0)
 
     @property
     def has_labels(self) -> bool:
@@ -64,19 +74,31 @@ def analyse_file(
     threads: int | None = None,
     max_decompressed_bytes: int | None = None,
     overview: bool = False,
+    allowlist: AllowList | None = None,
 ) -> Analysis:
     """Parse and score a file; InputFormatError if any of it is invalid (nothing partial).
 
     ``threads`` and ``max_decompressed_bytes``: see utils.scoring.iter_scored_chunks;
-    ``overview``: also count a Zeek upload's anomalies per host and over time.
+    ``overview``: also count a Zeek upload's anomalies per host and over time; ``allowlist``:
+    mark the flagged rows it allows.
     """
     chunks = iter_scored_chunks(model, path, chunk_rows=chunk_rows, threads=threads,
                                 max_decompressed_bytes=max_decompressed_bytes)
-    return analyse_chunks(chunks, limit, overview=overview)
+    return analyse_chunks(allowlisted(chunks, allowlist), limit, overview=overview)
 
 
-def analyse_records(model: LoadedModel, records: ParsedRecords, limit: int) -> Analysis:
-    return analyse_chunks([(records, score_records(model, records))], limit)
+def analyse_records(model: LoadedModel, records: ParsedRecords, limit: int,
+                    allowlist: AllowList | None = None) -> Analysis:
+    return analyse_chunks(allowlisted([(records, score_records(model, records))], allowlist),
+                          limit)
+
+
+def allowlisted(chunks: Iterable[tuple[ParsedRecords, ScoredRecords]],
+                allowlist: AllowList | None) -> Iterable[tuple[ParsedRecords, ScoredRecords]]:
+    """The scored chunks with the allow-list applied (AllowList.apply), as they come."""
+    if not allowlist:
+        return chunks
+    return ((records, allowlist.apply(records, scored)) for records, scored in chunks)
 
 
 _ROW_ARRAYS = ("anomaly_score", "is_anomaly", "confidence", "votes")
@@ -118,13 +140,17 @@ def analyse_chunks(
             if records.identity is not None:
                 frames.append(records.identity)
             top, top_scores = _keep_top(top, top_scores, frames, scored, limit)
-        scored_parts.append({name: getattr(scored, name) for name in _ROW_ARRAYS})
+        part = {name: getattr(scored, name) for name in _ROW_ARRAYS}
+        part["allowlisted"] = (np.zeros(len(scored), dtype=np.int32)
+                               if scored.allowlisted is None
+                               else scored.allowlisted.astype(np.int32))
+        scored_parts.append(part)
         threshold = float(scored.threshold)
     if not scored_parts:
         raise ValueError("no records to analyse")  # the parser refuses empty input first
     rows = sum(len(part) for part in row_parts)
     arrays = {name: _in_row_order([part.pop(name) for part in scored_parts], row_parts, rows)
-              for name in _ROW_ARRAYS}
+              for name in (*_ROW_ARRAYS, "allowlisted")}
     del scored_parts
     severity = pd.Categorical.from_codes(_in_row_order(severity_parts, row_parts, rows),
                                          categories=SEVERITIES)
@@ -146,6 +172,7 @@ def analyse_chunks(
         top_features=top[0].loc[top_index],
         top_identity=top[1].loc[top_index] if len(top) > 1 else None,
         overview=hosts_and_times,
+        allowlisted=arrays["allowlisted"],
     )
 
 

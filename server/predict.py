@@ -14,6 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.admin_auth import request_is_admin
 from server.alerts import alerts_from_file, alerts_from_records, ndjson_response
+from server.allowlist import current_allowlist
 from server.analysis import Analysis, analyse_file, analyse_records
 from server.analysis_slots import analysis_slot
 from server.config import megabytes, upload_limit_bytes
@@ -54,6 +55,7 @@ def predict() -> Response:
                        "no file uploaded: send multipart/form-data with the field 'file'")
     sink = get_sink()
     received = sink.receive(upload)
+    allowlist = current_allowlist()
     alerts = identity = None
     try:
         reading = {"threads": current_app.config["SCORING_THREADS"],
@@ -61,10 +63,11 @@ def predict() -> Response:
         with analysis_slot():
             if fmt == "ndjson":
                 analysis, alerts = alerts_from_file(model, received.path,
-                                                    spool_dir=sink.incoming_dir, **reading)
+                                                    spool_dir=sink.incoming_dir,
+                                                    allowlist=allowlist, **reading)
             else:
                 analysis = analyse_file(model, received.path, 0 if as_csv else limit,
-                                        overview=not as_csv, **reading)
+                                        overview=not as_csv, allowlist=allowlist, **reading)
         # Per-row identity is read again while the CSV streams: opened now, the file stays
         # readable after it is kept (moved) or discarded.
         identity = (identity_reader(received.path, reading["max_decompressed_bytes"])
@@ -113,10 +116,11 @@ def predict_json() -> Response:
         if body is None:
             raise ApiError(400, "invalid_json", "the request body is not valid JSON")
         records = parse_json_records(body)
+        allowlist = current_allowlist()
         if fmt == "ndjson":
-            analysis, alerts = alerts_from_records(model, records)
+            analysis, alerts = alerts_from_records(model, records, allowlist)
         else:
-            analysis = analyse_records(model, records, 0 if as_csv else limit)
+            analysis = analyse_records(model, records, 0 if as_csv else limit, allowlist)
     if fmt == "ndjson":
         note_request(rows=len(analysis))
         return ndjson_response(alerts)

@@ -43,6 +43,8 @@ def prediction(
     summary: dict[str, Any] = {
         "total_samples": len(analysis),
         "anomalies_detected": int(np.count_nonzero(analysis.is_anomaly)),
+        "alerts": int(np.count_nonzero(analysis.alerts)),
+        "allowlisted": int(np.count_nonzero(analysis.is_anomaly & ~analysis.alerts)),
         "anomalies_returned": len(anomalies),
         "severity_counts": {name: int(by_severity.get(name, 0)) for name in SEVERITIES},
         "processing_time": round(processing_time, 4),
@@ -81,6 +83,10 @@ def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, An
         "anomaly_score": analysis.anomaly_score[index].tolist(),
         "confidence": analysis.confidence[index].tolist(),
     }
+    entry = (analysis.allowlisted[index] if analysis.allowlisted is not None
+             else np.zeros(index.size, dtype=np.int32)).tolist()
+    columns["allowlisted"] = [bool(value) for value in entry]
+    columns["allowlist_entry"] = [value or None for value in entry]
     model_votes = analysis.votes[index].astype(int)
     columns["votes"] = model_votes.sum(axis=1).tolist()
     columns["model_votes"] = model_votes.tolist()
@@ -160,6 +166,9 @@ def _csv_blocks(analysis: Analysis, identity: Iterator[pd.DataFrame] | None) -> 
     rows = _IdentityRows(identity) if identity is not None else None
     if rows is not None:
         header.extend(rows.columns)
+    header.extend(("allowlisted", "allowlist_entry"))
+    entries = (analysis.allowlisted if analysis.allowlisted is not None
+               else np.zeros(len(analysis), dtype=np.int32))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -172,6 +181,7 @@ def _csv_blocks(analysis: Analysis, identity: Iterator[pd.DataFrame] | None) -> 
         label_block = (labels.iloc[start:stop].to_numpy(dtype=object)
                        if labels is not None else None)
         identity_rows = rows.take(stop - start) if rows is not None else None
+        entry_block = entries[start:stop].tolist()
         for offset in range(stop - start):
             i = start + offset
             row = [i, "true" if flagged[offset] else "false", severity[offset],
@@ -180,6 +190,7 @@ def _csv_blocks(analysis: Analysis, identity: Iterator[pd.DataFrame] | None) -> 
                 row.append(csv_cell(label_block[offset]))
             if identity_rows is not None:
                 row.extend(csv_cell(value) for value in identity_rows[offset])
+            row.extend(("true", entry_block[offset]) if entry_block[offset] else ("false", ""))
             writer.writerow(row)
         yield buffer.getvalue()
         buffer.seek(0)

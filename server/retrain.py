@@ -121,6 +121,7 @@ def status() -> Response:
         "running": current is not None,
         "current_run": _run_summary(current) if current else None,
         "uploads": counts,
+        "feedback": registry.feedback_counts(),
         "model_version": model.version if model else None,
         "versions": _versions(),
         "runs_total": registry.run_count(),

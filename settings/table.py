@@ -86,6 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
             "bearer token of the admin routes; uploads carrying it are trusted (their labels "
             "may teach the model)",
             shown="unset: admin routes answer 404 `disabled`"),
+    Setting("ANOMALYZE_ANALYST_TOKEN", None, token, API,
+            "bearer token of the analyst routes (allow-list, feedback); the admin token "
+            "works there too", shown="unset: only the admin token, if set"),
     Setting("ANOMALYZE_ADMIN_AUTH_LIMIT", "10 per minute", rate_limit, API,
             "failed admin authentications allowed per client address and worker process"),
     Setting("ANOMALYZE_RETRAIN_TRAIN_FILE", None, path, API_SCRIPTS,
@@ -106,6 +109,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_RETRAIN_MAX_ROWS_PER_CLIENT", 10_000, whole_number(at_least=0),
             API_SCRIPTS, "most rows the anonymous uploads of one client address add to a "
             "candidate's fit set"),
+    Setting("ANOMALYZE_RETRAIN_FEEDBACK_SHARE", 0.05, number(at_least=0, at_most=1),
+            API_SCRIPTS, "most analyst-marked false positives a candidate fits, as a share of the "
+            "training file's normal fit rows"),
     # --- several instances (docs/CONFIG.md, "Several instances") --------------------------
     Setting("ANOMALYZE_DATABASE_URL", None, postgres_url, API_SCRIPTS,
             "PostgreSQL shared by every instance: upload registry, retrain queue, run log, lock, "
@@ -149,6 +155,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANOMALYZE_ANALYST_PASSWORD", None, token, FRONTEND,
             "password (or token) an analyst signs in to the web page with; without signing in "
             "the page works as before", shown="unset: no sign-in"),
+    Setting("ANOMALYZE_API_ANALYST_TOKEN", None, token, FRONTEND,
+            "the API's `ANOMALYZE_ANALYST_TOKEN`, sent for a signed-in analyst's allow-list "
+            "and feedback (never to the browser)",
+            shown="unset: the analyst tools answer 503"),
     Setting("ANOMALYZE_SESSION_SECRET", None, token, FRONTEND,
             "key that signs the page's session cookie and its CSRF tokens; the same for every "
             "worker and instance", shown="derived from `ANOMALYZE_ANALYST_PASSWORD` (a new "

@@ -58,14 +58,15 @@ def ecs_alerts(
     *,
     scored_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """ECS documents for the flagged rows of one scored batch, in input order.
+    """ECS documents for the alerts of one scored batch (flagged rows the allow-list does not
+    allow, ``ScoredRecords.alerts``), in input order.
 
     ``records.features.index`` holds each row's 0-based position in the whole input (as
     utils.scoring.iter_scored_chunks numbers them): it becomes ``anomalyze.row``.
     ``scored_at`` (default: now) is ``event.created``, and ``@timestamp`` where the input
     has no time of its own.
     """
-    flagged = np.flatnonzero(scored.is_anomaly)
+    flagged = np.flatnonzero(scored.alerts)
     if flagged.size == 0:
         return []
     created = iso_utc(scored_at or datetime.now(UTC))

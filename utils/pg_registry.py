@@ -33,6 +33,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from utils.pg_analyst import PostgresAnalystTables
 from utils.pg_files import KeptFiles, LocalFiles
 from utils.pg_lock import PostgresRetrainLock, lock_held_sql
 from utils.pg_schema import LOCK_NAMESPACE, UPLOAD_QUOTA_LOCK, RegistryUnavailable, upgrade
@@ -78,7 +79,7 @@ SELECT new.*, (SELECT due FROM counted) AS due FROM new
 """
 
 
-class PostgresRegistry:
+class PostgresRegistry(PostgresAnalystTables):
     """The registry in the database at ``url``; kept files in ``files`` (default: the data
     folder). Safe from any thread; each process opens its own small pool on first use."""
 

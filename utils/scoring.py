@@ -35,9 +35,19 @@ class ScoredRecords:
     severity: np.ndarray
     votes: np.ndarray  # (n, n_models) bool: which models call the record anomalous
     threshold: float
+    # Entry id of the allow-list entry each flagged row matches, 0 for none (None: no list
+    # applied); utils.allowlist.AllowList.apply sets it.
+    allowlisted: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.anomaly_score)
+
+    @property
+    def alerts(self) -> np.ndarray:
+        """The flagged rows that are alerts: flagged and not allow-listed."""
+        if self.allowlisted is None:
+            return self.is_anomaly
+        return self.is_anomaly & (self.allowlisted == 0)
 
     @classmethod
     def concat(cls, parts: list[ScoredRecords]) -> ScoredRecords:
@@ -50,6 +60,8 @@ class ScoredRecords:
             severity=np.concatenate([p.severity for p in parts]),
             votes=np.concatenate([p.votes for p in parts]),
             threshold=parts[0].threshold,
+            allowlisted=(np.concatenate([p.allowlisted for p in parts])
+                         if all(p.allowlisted is not None for p in parts) else None),
         )
 
 

@@ -1,10 +1,11 @@
 """One-shot move of a SQLite registry (one machine) into an empty PostgreSQL registry.
 
-Every upload row, run and the counter and queue are copied in one PostgreSQL transaction with
-their ids kept (an upload's ``run_id`` still names its run); a failure leaves the database as it
-was. With an object store, each kept file is uploaded first (content-addressed, checked against
-its SHA-256) and its row names the object; without one, rows keep naming files in the data
-folder, which the PostgreSQL registry reads the same way. The SQLite file is only read.
+Every upload row, run, allow-list entry and verdict, and the counter and queue are copied in
+one PostgreSQL transaction with their ids kept (an upload's ``run_id`` still names its run); a
+failure leaves the database as it was. With an object store, each kept file is uploaded first
+(content-addressed, checked against its SHA-256) and its row names the object; without one, rows
+keep naming files in the data folder, which the PostgreSQL registry reads the same way. The
+SQLite file is only read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ _RUN_COLUMNS = ("id", "started_at", "finished_at", "outcome", "reason", "metrics
                 "uploads_used")
 
 
+_ANALYST_TABLES = ("allowlist", "feedback")
+
+
 class ImportRefused(RuntimeError):
     """The import cannot go ahead (the message says why); nothing was changed."""
 
@@ -45,6 +49,11 @@ def import_sqlite(data_dir: Path | str, registry: PostgresRegistry,
         runs = [dict(row) for row in source.execute("SELECT * FROM retrain_runs ORDER BY id")]
         state = dict(source.execute(
             "SELECT uploads_since_retrain, requests FROM retrain_state").fetchone())
+        tables = {row[0] for row in source.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        analyst = {table: [dict(row) for row in source.execute(
+            f"SELECT * FROM {table} ORDER BY id")] if table in tables else []
+            for table in _ANALYST_TABLES}  # (a registry from before they existed has none)
     finally:
         source.close()
     if store is not None:
@@ -72,12 +81,16 @@ def import_sqlite(data_dir: Path | str, registry: PostgresRegistry,
             values["has_labels"] = bool(values["has_labels"])
             values["trusted"] = bool(values["trusted"])
             _insert(conn, "uploads", values)
-        for table in ("uploads", "retrain_runs"):
+        for table, rows in analyst.items():
+            for row in rows:
+                _insert(conn, table, row)
+        for table in ("uploads", "retrain_runs", *_ANALYST_TABLES):
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                          f"GREATEST((SELECT MAX(id) FROM {table}), 1))")
         conn.execute("UPDATE retrain_state SET uploads_since_retrain = %s, requests = %s "
                      "WHERE id = 1", (state["uploads_since_retrain"], state["requests"]))
-    return {"uploads": len(uploads), "runs": len(runs), **state}
+    return {"uploads": len(uploads), "runs": len(runs), **state,
+            **{table: len(rows) for table, rows in analyst.items()}}
 
 
 def _insert(conn: Any, table: str, values: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ EXAMPLE = re.compile(
 JSON_BLOCK = re.compile(r"^[ \t]*```json\b", re.MULTILINE)
 ENUMERATED_FIELDS = ("outcome", "triggered_by", "error_type", "severity", "input_kind")
 ADMIN_TOKEN = "docs-example-token"
+ANALYST_TOKEN = "docs-example-analyst-token"
 RETRAIN_TIMEOUT = 300.0
 
 
@@ -217,6 +218,47 @@ LEARNING_CASES = ("GET /api/retrain/status", "GET /api/retrain/runs",
                   "POST /api/uploads/<sha256>/release")
 
 
+@pytest.fixture(scope="module")
+def analyst_answers(tmp_path_factory) -> dict[str, tuple[int, Any]]:
+    """The allow-list and feedback routes' answers, on a kept upload of generated rows."""
+    root = tmp_path_factory.mktemp("doc-examples-analyst")
+    app = create_app({"TESTING": True, "MODEL_DIR": REPO_ROOT / "models",
+                      "DATA_DIR": root / "data", "ANALYST_TOKEN": ANALYST_TOKEN})
+    client = app.test_client()
+    analyst = {"Authorization": f"Bearer {ANALYST_TOKEN}"}
+    answers: dict[str, tuple[int, Any]] = {}
+
+    def record(case: str, response) -> Any:
+        answers[case] = response.status_code, response.get_json()
+        return response.get_json()
+
+    combination = {"source": "10.0.0.5", "destination": "10.0.0.9", "service": "dns",
+                   "reason": "internal resolver"}
+    record("POST /api/allowlist", client.post("/api/allowlist", json=combination,
+                                              headers=analyst))
+    record("POST /api/allowlist 409", client.post("/api/allowlist", json=combination,
+                                                  headers=analyst))
+    client.post("/api/allowlist", headers=analyst, json={
+        "host": "10.0.0.0/24", "reason": "backup servers", "expires_at": "2999-01-01"})
+    record("GET /api/allowlist", client.get("/api/allowlist", headers=analyst))
+    log = tsv_log(conn_rows(20))
+    kept = client.post("/api/predict", data={"file": (io.BytesIO(log), "conn.log")},
+                       content_type="multipart/form-data").get_json()
+    record("POST /api/feedback", client.post("/api/feedback", headers=analyst, json={
+        "sha256": kept["summary"]["sha256"], "records": [3, 4], "verdict": "false_positive",
+        "note": "nightly backup"}))
+    record("GET /api/feedback", client.get("/api/feedback", headers=analyst))
+    return answers
+
+
+def analyst_answer(case: str) -> Callable[[pytest.FixtureRequest], tuple[int, Any]]:
+    return lambda request: request.getfixturevalue("analyst_answers")[case]
+
+
+ANALYST_CASES = ("GET /api/allowlist", "POST /api/allowlist", "POST /api/allowlist 409",
+                 "POST /api/feedback", "GET /api/feedback")
+
+
 RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
     "GET /health": health,
     "GET /api/model-info": model_info,
@@ -224,8 +266,10 @@ RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
     "POST /api/predict zeek": predict_zeek_log,
     "POST /api/predict 400": predict_bad_value,
     **{case: learning_answer(case) for case in LEARNING_CASES},
+    **{case: analyst_answer(case) for case in ANALYST_CASES},
 }
-EXPECTED_STATUS = {"POST /api/predict 400": 400}
+EXPECTED_STATUS = {"POST /api/predict 400": 400, "POST /api/allowlist": 201,
+                   "POST /api/allowlist 409": 409, "POST /api/feedback": 201}
 SLOW = set(LEARNING_CASES)  # start a real retrain process
 
 

@@ -71,9 +71,10 @@ def test_anomalies_are_the_flagged_rows_highest_score_first(client, labeled_uplo
 
 def test_anomaly_records_carry_the_documented_fields(client, labeled_upload):
     entry = upload(client, labeled_upload).get_json()["anomalies"][0]
-    assert list(entry) == ["index", "severity", "anomaly_score", "confidence", "votes",
-                           "model_votes", "protocol_type", "service", "flag", "src_bytes",
-                           "dst_bytes", "label", "top_features"]
+    assert list(entry) == ["index", "severity", "anomaly_score", "confidence",
+                           "allowlisted", "allowlist_entry", "votes", "model_votes",
+                           "protocol_type", "service", "flag", "src_bytes", "dst_bytes",
+                           "label", "top_features"]
     assert entry["label"] == "neptune"
     assert entry["service"] == "private" and isinstance(entry["src_bytes"], int)
     assert entry["top_features"] and {"feature", "value", "contribution"} <= set(
@@ -239,7 +240,7 @@ def test_csv_has_one_row_per_record_matching_the_json(client, labeled_upload):
     assert response.is_streamed
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert list(rows[0]) == ["index", "is_anomaly", "severity", "anomaly_score", "confidence",
-                             "label"]
+                             "label", "allowlisted", "allowlist_entry"]
     assert [int(r["index"]) for r in rows] == list(range(60))
     flagged = {a["index"]: a for a in json_body["anomalies"]}
     assert {int(r["index"]) for r in rows if r["is_anomaly"] == "true"} == set(flagged)
@@ -274,8 +275,8 @@ def test_csv_cell_prefixes_only_formula_like_text(value, cell):
 def test_zeek_csv_carries_the_identity_columns_neutralised(client, zeek_upload):
     response = upload(client, zeek_upload, name="conn.log", query="?format=csv")
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert list(rows[0])[-6:] == ["uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h",
-                                  "id.resp_p"]
+    assert list(rows[0])[-8:] == ["uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h",
+                                  "id.resp_p", "allowlisted", "allowlist_entry"]
     assert rows[0]["uid"] == "'=cmd0"
     assert rows[1]["uid"] == "C1"
     assert rows[1]["id.resp_p"] == "80"

@@ -33,6 +33,7 @@ RESULT_TIMEOUT_MS = 180_000
 XSS_SERVICE = "<script>alert(1)</script>"
 XSS_FILENAME = "<img src=x onerror=alert(2)>.txt"
 ANALYST_PASSWORD = "e2e-analyst-password-0123"
+API_ANALYST_TOKEN = "e2e-api-analyst-token-0123"
 AXE = Axe()  # axe-core 4.x, shipped inside the axe-playwright-python package
 
 
@@ -112,7 +113,7 @@ def api_url(chromium, work_dir) -> Iterator[str]:
     shutil.copytree(ROOT / "models", model_dir)
     port = free_port()
     env = {**os.environ, "ANOMALYZE_DATA_DIR": str(data_dir),
-           "ANOMALYZE_MODEL_DIR": str(model_dir)}
+           "ANOMALYZE_MODEL_DIR": str(model_dir), "ANOMALYZE_ANALYST_TOKEN": API_ANALYST_TOKEN}
     url = f"http://127.0.0.1:{port}"
     with server("ml-api", gunicorn_command("api_server:app", port), env, work_dir):
         yield url
@@ -123,7 +124,8 @@ def frontend_url(api_url, work_dir) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "ANOMALYZE_API_URL": api_url,
            "ANOMALYZE_TABLE_LIMIT": str(TABLE_LIMIT),
-           "ANOMALYZE_ANALYST_PASSWORD": ANALYST_PASSWORD}
+           "ANOMALYZE_ANALYST_PASSWORD": ANALYST_PASSWORD,
+           "ANOMALYZE_API_ANALYST_TOKEN": API_ANALYST_TOKEN}
     url = f"http://127.0.0.1:{port}"
     with server("frontend", frontend_args(port), env, work_dir):
         yield url
@@ -723,3 +725,46 @@ def test_analyst_signs_in_and_reads_hosts_and_timeline_of_a_real_zeek_log(page, 
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("link", name="Analyst sign-in").wait_for()
     assert page.evaluate("document.body.dataset.analyst") == "false"
+
+
+def test_analyst_marks_a_false_positive_and_allow_lists_a_host(page, frontend_url, api_url):
+    """Signed in: a row's "False positive" records the verdict in the API; "Allow-list host"
+    adds an entry, the row shows it is allow-listed, and the panel lists and removes it."""
+    path = zeek_sample("scenario-malicious.conn.log.labeled")
+    sign_in(page, frontend_url)
+    assert page.locator("#allowlist-panel").is_visible()
+    analyse(page, frontend_url, path)
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    api = {"Authorization": f"Bearer {API_ANALYST_TOKEN}"}
+
+    first = page.locator("#anomaly-table tbody tr").first
+    index = int(first.locator("td").first.inner_text().replace(",", ""))
+    first.get_by_role("button", name="False positive").click()
+    page.get_by_text(f"Row {index} marked a false positive.").wait_for()
+    assert first.get_by_text("Marked false positive").is_visible()
+    feedback = requests.get(f"{api_url}/api/feedback", headers=api, timeout=30).json()
+    assert {(f["record"], f["verdict"]) for f in feedback["feedback"]} >= {
+        (str(index), "false_positive")}
+
+    host = column_texts(page, "Hosts")[0].split(" → ")[0].rsplit(":", 1)[0]
+    first.get_by_role("button", name="Allow-list host").click()
+    page.get_by_text(f"Host {host} allow-listed").wait_for()
+    entries = requests.get(f"{api_url}/api/allowlist", headers=api, timeout=30).json()
+    (entry,) = [e for e in entries["entries"] if e["host"] == host]
+    assert first.get_by_text(f"Allow-listed (entry {entry['id']})").is_visible()
+    assert first.get_by_role("button", name="Allow-list host").count() == 1
+    page.locator("#allowlist-entries li").filter(has_text=f"#{entry['id']}").wait_for()
+    assert_accessible(page, "signed in, results with the allow-list panel")
+    page.screenshot(path=ARTIFACTS / "e2e-13-allowlist.png", full_page=True)
+
+    # the next analysis of the file: the API reports those rows allow-listed itself
+    answer = api_answer(api_url, path)
+    assert answer["summary"]["allowlisted"] > 0
+    assert answer["summary"]["alerts"] == (answer["summary"]["anomalies_detected"]
+                                           - answer["summary"]["allowlisted"])
+
+    page.locator("#allowlist-entries li").filter(has_text=f"#{entry['id']}").get_by_role(
+        "button", name="Remove").click()
+    page.get_by_text(f"Entry {entry['id']} removed.").wait_for()
+    assert requests.get(f"{api_url}/api/allowlist", headers=api,
+                        timeout=30).json()["total"] == 0

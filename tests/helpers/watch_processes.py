@@ -37,6 +37,7 @@ def start_writer(source: Path, folder: Path, *, rate: float, rotate_every: int
 def start_watcher(folder: Path, state: Path, *args: str, **env: str) -> subprocess.Popen:
     environment = {**os.environ, "ANOMALYZE_MODEL_DIR": str(REPO_ROOT / "models"),
                    "ANOMALYZE_WATCH_STATE_DIR": str(state),
+                   "ANOMALYZE_DATA_DIR": str(state.parent / "data"),  # its registry
                    "ANOMALYZE_WATCH_REORDER_SECONDS": REORDER_SECONDS,
                    "ANOMALYZE_WATCH_IDLE_FLUSH_SECONDS": "3",
                    "ANOMALYZE_WATCH_SUPPRESS_SECONDS": "0",

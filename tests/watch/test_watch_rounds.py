@@ -1,5 +1,5 @@
 """The watcher's rounds in-process, on generated logs: bad and half-written lines, a model
-promoted meanwhile, duplicate suppression, and the /metrics endpoint."""
+promoted meanwhile, duplicate suppression, the allow-list, and the /metrics endpoint."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ from tests.helpers.repo import REPO_ROOT
 from tests.helpers.waiting import poll
 from tests.helpers.watch_processes import batch_alerts, comparable
 from tests.helpers.zeek_logs import conn_rows, tsv_log
+from utils.allowlist import parse_entry
 from utils.model_store import load_model
+from utils.registry import SQLiteRegistry
+from utils.watch.allowed import RefreshingAllowList
 from utils.watch.metrics import WatchMetrics
 from utils.watch.sinks import FileSink
 from utils.watch.suppression import alert_key
@@ -32,11 +35,11 @@ def model():
     return load_model(REPO_ROOT / "models")
 
 
-def _watcher(tmp_path: Path, source, **config) -> tuple[Watcher, Path]:
+def _watcher(tmp_path: Path, source, allowlist=None, **config) -> tuple[Watcher, Path]:
     alerts = tmp_path / "alerts.ndjson"
     settings = {"reorder_seconds": 30.0, "suppress_seconds": 0.0, **config}
     watcher = Watcher(tmp_path / "conn.log", tmp_path / "state", source,
-                      [FileSink(alerts)], WatchConfig(**settings), WatchMetrics())
+                      [FileSink(alerts)], WatchConfig(**settings), WatchMetrics(), allowlist)
     return watcher, alerts
 
 
@@ -181,3 +184,47 @@ def test_a_record_later_than_the_reorder_horizon_is_scored_and_counted_late(tmp_
     assert watcher.next_row == 301
     assert watcher.metrics.late._value.get() == 1
     assert watcher.metrics.rows._value.get() == 301
+
+
+def test_allowlisted_anomalies_are_counted_and_never_sent(tmp_path, model):
+    log = tsv_log(conn_rows(900, seed=9))
+    runs = {}
+    for name in ("plain", "allowed"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "conn.log").write_bytes(log)
+        allowlist = None
+        if name == "allowed":
+            registry = SQLiteRegistry(folder / "data")
+            registry.add_allow_entry(parse_entry({"destination": "10.0.0.1",
+                                                  "reason": "backup server"}, added_by="t"))
+            allowlist = RefreshingAllowList(registry).current
+        watcher, alerts = _watcher(folder, lambda: model, allowlist)
+        _drain(watcher)
+        runs[name] = (watcher, _alerts(alerts))
+    plain = runs["plain"][1]
+    watcher, sent = runs["allowed"]
+    allowed = {row for row, alert in plain.items() if alert["destination"]["ip"] == "10.0.0.1"}
+    assert allowed and len(allowed) < len(plain)
+    assert set(sent) == set(plain) - allowed
+    assert watcher.metrics.allowlisted._value.get() == len(allowed)
+    assert watcher.metrics.alerts._value.get() == len(sent)
+
+
+def test_the_allow_list_is_read_again_after_a_while_and_kept_when_unreadable(tmp_path):
+    registry = SQLiteRegistry(tmp_path)
+    now = [0.0]
+    source = RefreshingAllowList(registry, every=30.0, clock=lambda: now[0])
+    assert len(source.current()) == 0
+    registry.add_allow_entry(parse_entry({"host": "10.0.0.0/24", "reason": "lab"},
+                                         added_by="t"))
+    assert len(source.current()) == 0  # read 0 s ago
+    now[0] = 30.0
+    assert len(source.current()) == 1
+
+    def unreadable(include_expired: bool = False):
+        raise OSError("disk I/O error")
+
+    registry.allow_entries = unreadable
+    now[0] = 60.0
+    assert len(source.current()) == 1  # the last list read stays in force

@@ -1,5 +1,6 @@
 """The upload registry (kept uploads, the retrain counter, queue, lock and run log): its
-interface, and the embedded backend on SQLite and local files."""
+interface, and the embedded backend on SQLite and local files (with the allow-list and
+analyst feedback tables)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from utils.registry.interface import (
     UnknownUpload,
     Upload,
     UploadQuota,
+    utc_timestamp,
 )
 from utils.registry.kept_files import ARCHIVE_DIR, UPLOADS_DIR, sanitise_name
-from utils.registry.sqlite import DB_FILE, SQLiteRegistry, pid_alive, utc_timestamp
+from utils.registry.sqlite import DB_FILE, SQLiteRegistry, pid_alive
 
 __all__ = [
     "ARCHIVE_DIR", "DB_FILE", "DEFAULT_THRESHOLD", "LOCK_FILE", "OUTCOMES", "STATUSES",

@@ -18,12 +18,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from utils.allowlist import AllowEntry
+    from utils.feedback import Feedback
 
 DEFAULT_THRESHOLD = 10  # new unique uploads per automatic retrain
 STATUSES = ("pending", "used", "archived", "quarantined")
 OUTCOMES = ("running", "promoted", "rejected", "failed")
+
+
+def utc_timestamp(when: float | None = None) -> str:
+    """``when`` (default now, seconds since the epoch) as sortable UTC text (ms, "Z"): how
+    every backend stores times."""
+    moment = datetime.now(UTC) if when is None else datetime.fromtimestamp(when, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RetrainBusy(RuntimeError):
@@ -222,4 +234,39 @@ class Registry(Protocol):
 
     def running_run(self) -> dict[str, Any] | None:
         """The run in progress, if its process is alive."""
+        ...
+
+    # --- the allow-list (utils/allowlist.py) ----------------------------------------------
+    def add_allow_entry(self, entry: AllowEntry) -> AllowEntry:
+        """Keep a new entry and return it with its id; DuplicateEntry (with the existing id)
+        if an equal entry is in force. An equal expired entry is replaced."""
+        ...
+
+    def allow_entries(self, include_expired: bool = False) -> list[AllowEntry]:
+        """The entries, oldest first; expired ones only when asked for."""
+        ...
+
+    def delete_allow_entry(self, entry_id: int) -> AllowEntry:
+        """Remove an entry and return it (UnknownEntry)."""
+        ...
+
+    # --- analyst feedback (utils/feedback.py) ---------------------------------------------
+    def add_feedback(self, sha256: str, records: Iterable[str], verdict: str,
+                     note: str | None, analyst: str) -> list[Feedback]:
+        """Keep a verdict on each record of an upload, in one transaction; a newer verdict on
+        a record replaces the older one (and waits for the next retrain again)."""
+        ...
+
+    def feedback(self, verdict: str | None = None, limit: int | None = None,
+                 before: int | None = None) -> list[Feedback]:
+        """Verdicts, newest first; ``before``: only smaller ids (the next page)."""
+        ...
+
+    def feedback_counts(self) -> dict[str, int]:
+        """``false_positive_waiting`` (in no promoted model yet), ``false_positive_trained``
+        and ``true_positive``."""
+        ...
+
+    def mark_feedback_trained(self, ids: Iterable[int], version: str) -> None:
+        """Note the promoted version that first learned from these verdicts."""
         ...

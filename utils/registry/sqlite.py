@@ -14,7 +14,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from utils.registry.interface import (
     UnknownUpload,
     Upload,
     UploadQuota,
+    utc_timestamp,
 )
 from utils.registry.kept_files import (
     ARCHIVE_DIR,
@@ -38,16 +38,11 @@ from utils.registry.kept_files import (
     sanitise_name,
     stored_file_name,
 )
+from utils.registry.sqlite_analyst import SQLiteAnalystTables
 from utils.registry.sqlite_connection import SQLiteDatabase
 from utils.registry.sqlite_schema import create_schema
 
 DB_FILE = "anomalyze.sqlite3"
-
-
-def utc_timestamp(when: float | None = None) -> str:
-    """``when`` (default now, seconds since the epoch) as sortable UTC text (ms, "Z")."""
-    moment = datetime.now(UTC) if when is None else datetime.fromtimestamp(when, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -73,7 +68,7 @@ def _quota_refusal(quota: UploadQuota, db: sqlite3.Connection, size: int,
     return quota.refusal(total, recent, size)
 
 
-class SQLiteRegistry:
+class SQLiteRegistry(SQLiteAnalystTables):
     """utils.registry.interface.Registry on ``<data_dir>/anomalyze.sqlite3`` and the kept
     files under ``<data_dir>/uploaded_logs/``; safe to share between threads and across a
     fork."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the allow-list and analyst feedback (new tables only)
 _UPLOADS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY,
@@ -48,6 +48,30 @@ CREATE TABLE IF NOT EXISTS retrain_state (
     requests INTEGER NOT NULL DEFAULT 0
 );
 INSERT OR IGNORE INTO retrain_state (id) VALUES (1);
+CREATE TABLE IF NOT EXISTS allowlist (
+    id INTEGER PRIMARY KEY,
+    host TEXT,
+    source TEXT,
+    destination TEXT,
+    port INTEGER,
+    service TEXT,
+    match_key TEXT NOT NULL UNIQUE,
+    reason TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    expires_at TEXT
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    record TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('false_positive', 'true_positive')),
+    note TEXT,
+    analyst TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    trained_version TEXT,
+    UNIQUE (sha256, record)
+);
 """
 # Version 1 (no user_version) had no trusted/client columns and no 'quarantined' status. SQLite
 # cannot change a CHECK constraint in place, so the table is copied (its rows are anonymous).

@@ -54,6 +54,9 @@ def gate(before: dict, after: dict, tolerance: float = DEFAULT_TOLERANCE,
         lines.append(f"{name} {old:.4f} -> {new:.4f}")
         if old - new > tolerance + 1e-12:
             worse.append(name)
+    old, new = before.get("false_positive_rate"), after.get("false_positive_rate")
+    if old is not None and new is not None:  # reported, not judged: F1 already weighs it
+        lines.append(f"false_positive_rate {old:.4f} -> {new:.4f}")
     old_rates = before.get("detection_rate_by_category") or {}
     new_rates = after.get("detection_rate_by_category") or {}
     for name in GATE_CATEGORIES:

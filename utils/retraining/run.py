@@ -5,7 +5,8 @@ Only uploads of the model's input kind feed it (a KDD model learns from KDD uplo
 model from Zeek uploads). Uploads already in a promoted model (``archived``) feed every later
 candidate too: each candidate is trained from scratch and would otherwise forget them. The
 gate judges on rows no anonymous uploader controls: the training file's held-out rows (which
-neither model fitted on) plus held-out rows of trusted uploads.
+neither model fitted on) plus held-out rows of trusted uploads. Analysts' false positives
+join the fit set as normal rows (utils/retraining/feedback_rows.py); the gate still decides.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from utils.allowlist import AllowList
 from utils.model_store import LoadedModel, ModelLoadError, ModelStore
 from utils.readers import InputFormatError, ParsedRecords, read_records
 from utils.registry import Registry, Upload
+from utils.retraining.feedback_rows import FeedbackRows, feedback_cap
 from utils.retraining.gate import gate, measure
 from utils.retraining.selection import UploadSelection
 from utils.retraining.settings import DEFAULT_TRAIN_FILE, RetrainError, RetrainSettings
@@ -113,14 +116,30 @@ def _run(settings: RetrainSettings, store: ModelStore, registry: Registry, run_i
     selection = UploadSelection(max_rows_per_upload=settings.max_rows_per_upload,
                                 max_rows_per_client=settings.max_rows_per_client,
                                 random_state=seed)
+    allowlist = AllowList(registry.allow_entries())
+    feedback = FeedbackRows.from_registry(registry)
     for upload in corpus:
         records = _read_upload(registry, upload, settings.max_decompressed_bytes)
+        confirmed, cleared = feedback.masks(upload, records)
         selection.add(records, current, validation_fraction=fraction, random_state=seed,
                       min_confidence=settings.min_confidence, trusted=upload.trusted,
-                      client=upload.client)
+                      client=upload.client, allowlist=allowlist, confirmed=confirmed,
+                      cleared=cleared)
         del records
+    for sha256 in list(feedback.verdicts):  # verdicts on uploads outside the corpus
+        upload = registry.find(sha256)
+        if upload is None or upload.input_kind != kind or upload.status == "quarantined":
+            feedback.counts["feedback_unmatched"] += len(feedback.verdicts.pop(sha256))
+            continue
+        feedback.masks(upload, _read_upload(registry, upload, settings.max_decompressed_bytes))
     extra = selection.normal_rows(settings.max_upload_rows, seed)
+    cleared_rows = feedback.rows(feedback_cap(base, fraction, seed, settings.feedback_share),
+                                 seed)
+    if len(cleared_rows):  # (an empty frame's object columns would change the dtypes)
+        extra = (pd.concat([extra, cleared_rows], ignore_index=True) if len(extra)
+                 else cleared_rows)
     progress(f"upload rows: {selection.counts}")
+    progress(f"analyst feedback: {feedback.counts}")
 
     n_clusters = settings.n_clusters or tuple(card.get("k_values") or ())
     if not n_clusters:
@@ -134,7 +153,8 @@ def _run(settings: RetrainSettings, store: ModelStore, registry: Registry, run_i
         return RunResult(run_id, "rejected", reason)
     source = {"file": base_path.name, "sha256": base_sha, "uploads": {
         "files": len(corpus), "sha256": [u.sha256 for u in corpus],
-        "normal_rows": len(extra), "rows_sha256": extra_sha, **selection.counts}}
+        "normal_rows": len(extra), "rows_sha256": extra_sha, **selection.counts,
+        **feedback.counts}}
     candidate = trainer(
         base, n_clusters=n_clusters, random_state=seed, validation_fraction=fraction,
         threshold_rule=rule if rule in RULES else "balanced-f1",
@@ -157,6 +177,9 @@ def _run(settings: RetrainSettings, store: ModelStore, registry: Registry, run_i
     before = measure(current.pipeline, features, labels)
     after = measure(candidate.pipeline, features, labels)
     promote, reason = gate(before, after, settings.tolerance, settings.category_tolerance)
+    reason += f"; {feedback.counts['feedback_rows']} feedback row(s) in the fit set"
+    for figures in (before, after):
+        figures["feedback_rows"] = feedback.counts["feedback_rows"]
     version = str(candidate.card["model_version"])
     if not promote:
         registry.finish_run(run_id, "rejected", reason, metrics_before=before,
@@ -170,13 +193,17 @@ def _run(settings: RetrainSettings, store: ModelStore, registry: Registry, run_i
         "category_tolerance": settings.category_tolerance,
         "gate_validation_rows": len(features),
         "balanced_f1_before": before["balanced_f1"], "balanced_f1_after": after["balanced_f1"],
-        "auroc_before": before["auroc"], "auroc_after": after["auroc"]}
+        "auroc_before": before["auroc"], "auroc_after": after["auroc"],
+        "false_positive_rate_before": before["false_positive_rate"],
+        "false_positive_rate_after": after["false_positive_rate"],
+        "feedback_rows": feedback.counts["feedback_rows"]}
     registry.set_run_version(run_id, version)
     progress(f"promoting {version} (keeping {current.version} for rollback)")
     store.keep(candidate.pipeline, candidate.card)
     store.promote(version)
     registry.finish_run(run_id, "promoted", reason, metrics_before=before, metrics_after=after,
                         version=version)
+    registry.mark_feedback_trained(feedback.used_ids, version)
     return RunResult(run_id, "promoted", reason, version, before, after)
 
 

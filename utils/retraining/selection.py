@@ -8,6 +8,9 @@ disagrees, and a share of them, with all their attack rows, is held out for the 
 Influence is bounded: a row repeated anywhere in the pool counts once, and one anonymous
 upload or one anonymous client adds at most ``max_rows_per_upload`` / ``max_rows_per_client``
 rows to a run's fit set (a fixed random sample beyond that).
+Analysts' verdicts (utils/feedback.py) are facts, given with a token: rows they confirmed as
+attacks never train, rows they marked false positive are fitted apart (utils/retraining/
+feedback_rows.py), and trusted attack rows an allow-list entry allows stay out of the gate.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from utils.allowlist import AllowList
 from utils.model_store import LoadedModel
 from utils.readers import ParsedRecords
 from utils.schema import FEATURE_NAMES
@@ -34,6 +38,8 @@ COUNT_KEYS = (
     "claimed_attack_ignored",  # anonymous rows labeled as attacks: neither fit nor gate
     "capped_rows",  # accepted rows over the per-upload or per-client cap
     "validation_normal", "validation_attack",  # held-out trusted rows, for the gate
+    "allowlisted_attack_ignored",  # trusted attack rows an allow-list entry allows
+    "true_positive_kept_out",  # rows analysts confirmed as attacks: never fitted
 )
 
 
@@ -59,7 +65,12 @@ class UploadSelection:
 
     def add(self, records: ParsedRecords, model: LoadedModel, *, validation_fraction: float,
             random_state: int, min_confidence: float, trusted: bool = False,
-            client: str | None = None) -> None:
+            client: str | None = None, allowlist: AllowList | None = None,
+            confirmed: np.ndarray | None = None, cleared: np.ndarray | None = None) -> None:
+        """``confirmed``: rows analysts marked true positive (never fitted); ``cleared``:
+        rows they marked false positive (fitted separately, ``FeedbackRows``: here they are
+        neither fitted nor held out as attacks). An attack row ``allowlist`` allows is
+        neither either."""
         counts = self.counts
         counts["files"] += 1
         counts["trusted_files"] += int(trusted)
@@ -70,6 +81,12 @@ class UploadSelection:
         normal = fresh & (cats == "Normal")
         unlabeled = fresh & (cats == "Unlabeled")
         attack = fresh & ~(cats == "Normal") & ~(cats == "Unlabeled")
+        if cleared is not None:
+            attack &= ~cleared
+        if allowlist and attack.any():
+            allowed = allowlist.match_records(records, attack) > 0
+            counts["allowlisted_attack_ignored"] += int(allowed.sum())
+            attack &= ~allowed
         fit = np.zeros(len(records), dtype=bool)
         validation = np.zeros(len(records), dtype=bool)
         if trusted:
@@ -96,6 +113,11 @@ class UploadSelection:
         counts["claimed_normal_fit"] += int((confident & normal).sum())
         counts["claimed_normal_refused"] += int((by_model & normal & ~confident).sum())
         fit |= confident
+        if confirmed is not None:
+            counts["true_positive_kept_out"] += int((fit & confirmed).sum())
+            fit &= ~confirmed
+        if cleared is not None:
+            fit &= ~cleared
         if not trusted:
             fit = self._cap(fit, client)
         self.extra_normal.append(records.features[fit])

@@ -18,6 +18,7 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_MAX_UPLOAD_ROWS = 1_000_000
 DEFAULT_MAX_ROWS_PER_UPLOAD = 2_000
 DEFAULT_MAX_ROWS_PER_CLIENT = 10_000
+DEFAULT_FEEDBACK_SHARE = 0.05  # analysts' false positives, per normal fit row of the file
 LOCK_WAIT_SECONDS = 5.0
 
 
@@ -51,6 +52,7 @@ class RetrainSettings:
     max_rows_per_upload: int = DEFAULT_MAX_ROWS_PER_UPLOAD
     max_rows_per_client: int = DEFAULT_MAX_ROWS_PER_CLIENT
     max_decompressed_bytes: int | None = None
+    feedback_share: float = DEFAULT_FEEDBACK_SHARE
     store: ModelStore | None = None
 
     def model_store(self) -> ModelStore:

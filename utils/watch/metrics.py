@@ -25,6 +25,9 @@ class WatchMetrics:
         self.suppressed = Counter(f"{prefix}suppressed",
                                   "alerts held back by duplicate suppression",
                                   registry=registry)
+        self.allowlisted = Counter(f"{prefix}allowlisted",
+                                   "anomalies an allow-list entry allows: counted, not sent",
+                                   registry=registry)
         self.malformed = Counter(f"{prefix}malformed", "malformed log lines skipped",
                                  registry=registry)
         self.late = Counter(f"{prefix}late_rows", "records that arrived more than the reorder "

@@ -25,6 +25,7 @@ import orjson
 import pandas as pd
 
 from utils.alerts import ecs_alerts
+from utils.allowlist import AllowList
 from utils.model_store import LoadedModel
 from utils.scoring import score_records
 from utils.watch.follower import READ_BYTES, LogFollower, Position
@@ -53,11 +54,14 @@ class WatchConfig:
 class Watcher:
     def __init__(self, log_path: Path, state_dir: Path,
                  model_source: Callable[[], LoadedModel], sinks: list[Sink],
-                 config: WatchConfig | None = None, metrics: WatchMetrics | None = None
-                 ) -> None:
+                 config: WatchConfig | None = None, metrics: WatchMetrics | None = None,
+                 allowlist: Callable[[], AllowList] | None = None) -> None:
+        """``allowlist``: the entries in force (utils/watch/allowed.py), asked for each
+        scored batch; the anomalies they allow are counted, never sent."""
         self.config = config = config or WatchConfig()
         self.metrics = metrics or WatchMetrics()
         self.model_source = model_source
+        self.allowlist = allowlist
         self.store = StateStore(Path(state_dir))
         loaded = self.store.load()
         document, held, context = loaded if loaded else ({}, None, None)
@@ -188,10 +192,14 @@ class Watcher:
         self.metrics.late.inc(final.late)
         records = derive_records(final.conns.drop(columns=[READ_AT]), final.wanted)
         scored = score_records(model, records)
+        allowlist = self.allowlist() if self.allowlist is not None else None
+        if allowlist:
+            scored = allowlist.apply(records, scored)
+            self.metrics.allowlisted.inc(int(np.count_nonzero(scored.allowlisted)))
         alerts = ecs_alerts(model, records, scored, scored_at=datetime.now(UTC))
         if not alerts:
             return []
-        ts = records.identity["ts"].to_numpy(dtype=np.float64)[scored.is_anomaly]
+        ts = records.identity["ts"].to_numpy(dtype=np.float64)[scored.alerts]
         order = np.argsort(ts, kind="stable")  # in time order, as suppression counts time
         lines = []
         for alert, moment in zip([alerts[i] for i in order], ts[order].tolist(), strict=True):

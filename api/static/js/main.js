@@ -2,7 +2,9 @@
 // with progress, then render the dashboard. The chosen File is kept so the CSV download can
 // post it again without asking the user to pick it a second time.
 
-import { ROW_ACTIONS, isAnalyst } from './analyst.js';
+import {
+  ROW_ACTIONS, analystContext, initAllowlistPanel, isAnalyst,
+} from './analyst.js';
 import { byId, el, fmtInt, fmtMegabytes, fmtSize, show } from './dom.js';
 import { loadModelPanel, showModelPanelMessage } from './model_panel.js';
 import {
@@ -139,6 +141,8 @@ function renderResults(result, fileName) {
   table.setData(result.anomalies, {
     hasLabels: Boolean(result.has_labels), zeek, rowActions: isAnalyst() ? ROW_ACTIONS : [],
   });
+  analystContext.summary = result.summary;
+  analystContext.rows = table.rows;
   show(byId('host-filter'), false);
   renderTimeline(zeek ? result.timeline : null);
   renderHostsView(zeek ? result.hosts : null, selectHost);
@@ -247,6 +251,9 @@ byId('clear-host-filter').addEventListener('click', () => {
 byId('score-log').addEventListener('change', (event) => {
   if (state.result) renderScoreChart(state.result.score_histogram, event.target.checked);
 });
+
+analystContext.redraw = () => table.renderPage();
+if (isAnalyst()) initAllowlistPanel();
 
 // Start waking a sleeping backend while the user is still choosing a file.
 ensureAwake(() => showModelPanelMessage(WAKING_MESSAGE)).then((awake) => {

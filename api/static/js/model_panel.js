@@ -50,6 +50,8 @@ function retrainFacts(retrain) {
     ['Running now', retrain.running ? 'yes' : 'no'],
     ['Last run', last ? `${fmtCell(last.outcome)} · ${fmtCell(last.finished_at || last.started_at)}` : 'none yet'],
     ['Reason', last && last.reason ? last.reason : null],
+    ['Feedback waiting', retrain.feedback
+      ? `${fmtInt(retrain.feedback.false_positive_waiting)} false positive(s) for the next run` : null],
   ]);
 }
 
