@@ -1,0 +1,80 @@
+"""A real local Dask cluster (worker processes, one thread each) for the batch-scoring tests,
+test logs written the way Zeek archives them, and in-process scoring to compare with."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.zeek_logs import conn_rows
+from utils.batch.readers import explain, kdd_records, load_scoring_model, score_records
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = REPO_ROOT / "models"
+COMPARED = ["score", "is_anomaly", "severity", "confidence", "votes", "top_features"]
+
+
+@pytest.fixture(scope="session")
+def local_client() -> Iterator[object]:
+    """A LocalCluster of two worker processes, as ``score_logs.py`` starts by default."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def model():
+    return load_scoring_model(MODEL_DIR)
+
+
+def in_process(model, data: bytes) -> pd.DataFrame:
+    """One process scores the whole text at once: what a batch job must reproduce."""
+    import orjson
+
+    records = kdd_records(data)
+    scored = score_records(model, records)
+    frame = pd.DataFrame({
+        "score": scored.anomaly_score, "is_anomaly": scored.is_anomaly,
+        "severity": scored.severity.astype(object), "confidence": scored.confidence,
+        "votes": scored.votes.sum(axis=1).astype(np.int16)})
+    flagged = np.flatnonzero(scored.is_anomaly)
+    top = np.full(len(frame), None, dtype=object)
+    top[flagged] = [orjson.dumps(entry).decode()
+                    for entry in explain(model, records.features.iloc[flagged])]
+    frame["top_features"] = top
+    return frame
+
+
+def scored_output(folder: Path, files: list[Path]) -> pd.DataFrame:
+    """The job's Parquet rows in stream order: the files in ``files`` order, rows in order."""
+    frame = pd.read_parquet(folder)
+    rank = {str(path): i for i, path in enumerate(files)}
+    frame["_file"] = frame["file"].map(rank)
+    assert frame["_file"].notna().all(), set(frame["file"]) - set(rank)
+    return frame.sort_values(["_file", "row"]).reset_index(drop=True)
+
+
+def zeek_lines(count: int, seed: int) -> tuple[list[str], list[str]]:
+    """A TSV conn.log's header lines and data lines (rows in Zeek's write order: fast
+    connections to 3 hosts, so 2-second and 255-connection windows span ~800 rows)."""
+    from tests.zeek_logs import tsv_log
+
+    text = tsv_log(conn_rows(count, seed=seed, rate=400, long_share=0.02,
+                             long_seconds=20)).decode()
+    lines = text.splitlines()
+    header = [line for line in lines if line.startswith("#") and not line.startswith("#close")]
+    return header, [line for line in lines if not line.startswith("#")]
+
+
+def write_log(path: Path, header: list[str], rows: list[str], *, gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = ("\n".join([*header, *rows]) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
