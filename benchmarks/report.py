@@ -54,6 +54,8 @@ def render_markdown(results: dict) -> str:
         lines += _zeek_section(results["zeek"], results.get("plots", {}))
     if "zeek_memory" in results:
         lines += _zeek_memory_section(results["zeek_memory"])
+    if "dask" in results:
+        lines += _dask_section(results["dask"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -514,4 +516,34 @@ def _zeek_section(zeek: dict, plots: dict) -> list[str]:
                   f"({num(auroc)}).", ""]
     if "zeek_roc" in plots:
         lines += [f"![zeek_roc]({plots['zeek_roc']})", ""]
+    return lines
+
+
+def _dask_section(dask: dict) -> list[str]:
+    lines = ["## 7. Archive scoring on Dask (score_logs.py)", ""]
+    if "skipped" in dask:
+        return [*lines, f"Not measured: {dask['skipped']}.", ""]
+    rows, small = dask["rows"], dask["small_rows"]
+    body = []
+    for kind in ("zeek", "kdd"):
+        entry = dask[kind]
+        one, two = entry[str(rows)]
+        body.append([kind, f"{rows:,}", f"{entry['in_process']['rows_per_second']:,.0f}",
+                     f"{one['rows_per_second']:,.0f}", f"{two['rows_per_second']:,.0f}",
+                     f"{entry['scaling_efficiency_2_workers']:.2f}",
+                     f"{entry['overhead_1_worker']:+.0%}",
+                     f"{one['first_pass_seconds']:.0f} / {one['seconds']:.0f}",
+                     " / ".join(f"{mb:,.0f}" for mb in entry["peak_mb_small_vs_large_1_worker"])])
+    lines += table(["input", "rows", "one process (rows/s)", "1 worker (rows/s)",
+                    "2 workers (rows/s)", "scaling efficiency", "overhead at 1 worker",
+                    "first pass / total at 1 worker (s)",
+                    f"worker peak MB, {small:,} / {rows:,} rows"], body)
+    lines += [f"`benchmarks.dask_bench`: a Zeek archive replaying ctu-botnet-4 with shifted "
+              f"times and hosts in hourly gzip files of {dask['hour_rows']:,} rows, and "
+              "KDDTrain+ replicated into one plain file (64 MB pieces); a LocalCluster of "
+              "1 or 2 worker processes, one thread each. \"One process\" runs the same task "
+              "functions one after the other without Dask (Zeek files without halos). "
+              "Scaling efficiency = rows/s at 2 workers / (2 x rows/s at 1). Load average "
+              f"{dask['load_average_start'][0]:.1f} at the start, "
+              f"{dask['load_average_end'][0]:.1f} at the end.", ""]
     return lines
