@@ -15,6 +15,7 @@ import functools
 import gzip
 import hashlib
 import os
+import re
 import threading
 import zlib
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ from utils.batch.summary import Tally, tally
 
 _HEAD_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
-_BLANK = frozenset(b" \t\r\n\v\f")
+_BLANK = b" \t\r\n\v\f"
+_BLANK_LINE = re.compile(rb"^[ \t\r\v\f]*\n", re.MULTILINE)
 ZEEK_DIR, KDD_DIR, ALERTS_DIR = "zeek", "kdd", "alerts"
 FILE_ROW = "_file_row"
 
@@ -185,7 +187,7 @@ def zeek_header(piece: Piece) -> bytes:
 
 def kdd_first_line(piece: Piece) -> tuple[bytes, bool]:
     """The first non-blank line of the piece's file, and whether it is a header."""
-    head = _head(piece).lstrip(bytes(_BLANK))
+    head = _head(piece).lstrip(_BLANK)
     line = head.split(b"\n", 1)[0].rstrip(b"\r")
     return line, _is_kdd_header(line)
 
@@ -201,13 +203,14 @@ def _is_kdd_header(line: bytes) -> bool:
 
 def non_blank_lines(data: bytes) -> int:
     """Lines holding anything but white space (the KDD reader's records and header)."""
-    raw = np.frombuffer(data, dtype=np.uint8)
-    if raw.size == 0:
+    if not data:
         return 0
-    newline = raw == ord("\n")
-    blank = np.isin(raw, np.frombuffer(bytes(_BLANK), dtype=np.uint8))
-    line_of = np.concatenate(([0], np.cumsum(newline)[:-1]))
-    return int(np.unique(line_of[~blank]).size)
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    blank = sum(1 for _ in _BLANK_LINE.finditer(data))
+    last = data[data.rfind(b"\n") + 1:]
+    if last and not last.strip():
+        blank += 1
+    return lines - blank
 
 
 def probe(piece: Piece) -> Probe | PieceError:
@@ -229,7 +232,7 @@ def probe(piece: Piece) -> Probe | PieceError:
 
 
 def _starts_with_header(data: bytes) -> bool:
-    line = data.lstrip(bytes(_BLANK)).split(b"\n", 1)[0].rstrip(b"\r")
+    line = data.lstrip(_BLANK).split(b"\n", 1)[0].rstrip(b"\r")
     return _is_kdd_header(line)
 
 
