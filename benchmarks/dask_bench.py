@@ -67,6 +67,12 @@ def _worker_peak_mb() -> float:
     return float("nan")
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of the calling process (all its threads) so far."""
+    times = os.times()
+    return times.user + times.system
+
+
 def write_zeek_archive(sample: Path, folder: Path, rows: int,
                        file_rows: int = HOUR_ROWS) -> Path:
     """``rows`` connections as sensor ``replay``'s archive: the sample over and over, its
@@ -132,13 +138,15 @@ def write_kdd(train: Path, path: Path, rows: int) -> Path:
     return path
 
 
-def in_one_process(inputs: list[str], model_dir: Path, out: Path, piece_mb: float) -> float:
-    """Seconds the job's own task functions take one after the other, without Dask."""
+def in_one_process(inputs: list[str], model_dir: Path, out: Path,
+                   piece_mb: float) -> tuple[float, float]:
+    """Seconds (wall, CPU) the job's own task functions take one after the other, without
+    Dask."""
     found = discover(inputs)
     ref = ModelRef(str(model_dir), sha256_file(model_dir / "model.joblib"))
     output = Output(str(out))
     piece_bytes = int(piece_mb * (1 << 20))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     for file_id, item in enumerate(found.files):
         pieces = cut(file_id, item, piece_bytes)
         probes = [probe(piece) for piece in pieces]
@@ -151,17 +159,24 @@ def in_one_process(inputs: list[str], model_dir: Path, out: Path, piece_mb: floa
                 score_zeek(table, [], piece, 0, "replay", ref, output)
             line += result.newlines
             row += result.rows
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _cpu_seconds() - cpu
 
 
 def dask_run(inputs: list[str], model_dir: Path, out: Path, workers: int,
              piece_mb: float) -> dict:
     with connect(workers=workers) as client:
+        before = (client.run(_cpu_seconds), client.run_on_scheduler(_cpu_seconds),
+                  _cpu_seconds())
         summary = run_job(JobOptions(inputs=inputs, out=out, model_dir=model_dir,
                                      piece_mb=piece_mb), client,
                           progress_stream=open(os.devnull, "w"))  # noqa: SIM115
         peaks = client.run(_worker_peak_mb)
+        after = (client.run(_cpu_seconds), client.run_on_scheduler(_cpu_seconds),
+                 _cpu_seconds())
+    cpu = {"workers": sum(after[0][w] - before[0][w] for w in after[0]),
+           "scheduler": after[1] - before[1], "client": after[2] - before[2]}
     return {"workers": workers, "rows": summary["rows"], "seconds": summary["elapsed_seconds"],
+            "cpu_seconds": {name: round(value, 2) for name, value in cpu.items()},
             "first_pass_seconds": summary["first_pass_seconds"],
             "rows_per_second": summary["rows"] / summary["elapsed_seconds"],
             "worker_peak_rss_mb": sorted(round(v, 1) for v in peaks.values())}
@@ -190,8 +205,10 @@ def run_dask(zeek_sample: Path, kdd_train: Path, model_dir: Path, *, rows: int =
                 runs = []
                 counts = (1, 2) if size == rows else (1,)
                 if size == rows:
-                    seconds = in_one_process(inputs, model_dir, folder / "serial", piece_mb)
-                    entry["in_process"] = {"seconds": seconds, "rows_per_second": size / seconds}
+                    seconds, cpu = in_one_process(inputs, model_dir, folder / "serial",
+                                                  piece_mb)
+                    entry["in_process"] = {"seconds": seconds, "cpu_seconds": cpu,
+                                           "rows_per_second": size / seconds}
                     say(f"dask: {kind} {size:,} rows in one process: {size / seconds:,.0f} rows/s")
                 for workers in counts:
                     run = dask_run(inputs, model_dir, folder / f"out-{workers}", workers,
@@ -206,6 +223,8 @@ def run_dask(zeek_sample: Path, kdd_train: Path, model_dir: Path, *, rows: int =
             entry["scaling_efficiency_2_workers"] = two["rows_per_second"] / (
                 2 * one["rows_per_second"])
             entry["overhead_1_worker"] = one["seconds"] / entry["in_process"]["seconds"] - 1
+            entry["cpu_overhead_1_worker"] = sum(one["cpu_seconds"].values()) / entry[
+                "in_process"]["cpu_seconds"] - 1
             entry["peak_mb_small_vs_large_1_worker"] = [
                 max(entry[str(small_rows)][0]["worker_peak_rss_mb"]),
                 max(one["worker_peak_rss_mb"])]

@@ -531,11 +531,12 @@ def _dask_section(dask: dict) -> list[str]:
         body.append([kind, f"{rows:,}", f"{entry['in_process']['rows_per_second']:,.0f}",
                      f"{one['rows_per_second']:,.0f}", f"{two['rows_per_second']:,.0f}",
                      f"{entry['scaling_efficiency_2_workers']:.2f}",
-                     f"{entry['overhead_1_worker']:+.0%}",
+                     f"{entry['overhead_1_worker']:+.0%} / "
+                     f"{entry.get('cpu_overhead_1_worker', float('nan')):+.0%}",
                      f"{one['first_pass_seconds']:.0f} / {one['seconds']:.0f}",
                      " / ".join(f"{mb:,.0f}" for mb in entry["peak_mb_small_vs_large_1_worker"])])
     lines += table(["input", "rows", "one process (rows/s)", "1 worker (rows/s)",
-                    "2 workers (rows/s)", "scaling efficiency", "overhead at 1 worker",
+                    "2 workers (rows/s)", "scaling efficiency", "overhead at 1 worker (wall / CPU)",
                     "first pass / total at 1 worker (s)",
                     f"worker peak MB, {small:,} / {rows:,} rows"], body)
     lines += [f"`benchmarks.dask_bench`: a Zeek archive replaying ctu-botnet-4 with shifted "
@@ -543,7 +544,9 @@ def _dask_section(dask: dict) -> list[str]:
               "KDDTrain+ replicated into one plain file (64 MB pieces); a LocalCluster of "
               "1 or 2 worker processes, one thread each. \"One process\" runs the same task "
               "functions one after the other without Dask (Zeek files without halos). "
-              "Scaling efficiency = rows/s at 2 workers / (2 x rows/s at 1). Load average "
+              "Scaling efficiency = rows/s at 2 workers / (2 x rows/s at 1); CPU overhead "
+              "counts the workers', the scheduler's and the client's CPU time against the "
+              "one process's. Load average "
               f"{dask['load_average_start'][0]:.1f} at the start, "
               f"{dask['load_average_end'][0]:.1f} at the end.", ""]
     return lines
