@@ -231,6 +231,8 @@ class _Pass2:
             return
         fmt = ZeekFormat(frozenset().union(*(found.json_fields for _, found in flat)))
         halos = zeek_halos([found.ts for _, found in flat], window_lookback())
+        for _, found in flat:
+            found.ts = None  # the plan is made: the client keeps no per-row data
         loads: dict[int, Any] = {}
         stream_row = 0
         starts = []
