@@ -549,4 +549,30 @@ def _dask_section(dask: dict) -> list[str]:
               "one process's. Load average "
               f"{dask['load_average_start'][0]:.1f} at the start, "
               f"{dask['load_average_end'][0]:.1f} at the end.", ""]
+    lines += _dask_projection(dask)
     return lines
+
+
+# The cluster the projection below assumes.
+NODES, CORES_PER_NODE, SENSOR_ROWS_PER_DAY = 10, 16, 50_000_000
+
+
+def _dask_projection(dask: dict) -> list[str]:
+    """The Zeek figures projected to a larger cluster and a busy sensor, on paper."""
+    entry = dask["zeek"]
+    one = entry[str(dask["rows"])][0]
+    efficiency = min(entry["scaling_efficiency_2_workers"], 1.0)
+    workers = NODES * CORES_PER_NODE
+    speed = workers * one["rows_per_second"] * efficiency
+    day = SENSOR_ROWS_PER_DAY / speed
+    return [
+        f"Projection, on paper: {NODES} nodes of {CORES_PER_NODE} cores, one worker process "
+        f"per core ({workers}), each as fast as the one worker measured here "
+        f"({one['rows_per_second']:,.0f} Zeek rows/s) and the scaling efficiency measured "
+        f"at 2 workers ({efficiency:.2f}) held at {workers}: {speed:,.0f} rows/s, so a day "
+        f"of a busy sensor ({SENSOR_ROWS_PER_DAY / 1e6:.0f} M connections) takes "
+        f"{day / 60:.1f} min and a month {30 * day / 3600:.1f} h. Assumed besides: the "
+        "logs and the output on a shared file system that keeps up (a day is about 10 GB "
+        "of conn.log text), workers with memory for the largest gzip file (about 1 KB per "
+        "row while it is scored), and a month scored a few days per job (the client holds "
+        "about 50 bytes per row while it plans).", ""]
