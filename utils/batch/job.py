@@ -6,8 +6,9 @@
 2. Each piece is read again, scored with its halo and written (``worker.score_*``). Zeek
    pieces are tasks of one graph: a piece's table is read once and both scored and cut into
    the halos other pieces need; Dask frees it when those are done, runs what a killed worker
-   held elsewhere, and keeps at most about one piece per worker in flight (root-task
-   queuing), so a worker's memory does not grow with the archive.
+   held elsewhere, and starts pieces in submission order as workers free up (root-task
+   queuing), so a worker's memory follows the piece size, not the archive's (make bench
+   shows it).
 """
 
 from __future__ import annotations
