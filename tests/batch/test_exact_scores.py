@@ -112,6 +112,7 @@ def test_the_model_is_loaded_once_per_worker_and_travels_as_a_hash(local_client,
 
     run_job(JobOptions(inputs=[str(kdd_test_path)], out=tmp_path / "out",
                        model_dir=MODEL_DIR, piece_mb=0.3), local_client)
-    held = local_client.run(loaded_models)
-    assert set(map(tuple, held.values())) == {(sha256_file(MODEL_DIR / "model.joblib"),)}
+    held = set(map(tuple, local_client.run(loaded_models).values()))
+    digest = sha256_file(MODEL_DIR / "model.joblib")
+    assert (digest,) in held and held <= {(), (digest,)}  # a worker may have had no task
     assert np.isfinite(pd.read_parquet(tmp_path / "out" / "kdd")["score"]).all()
