@@ -116,3 +116,19 @@ def test_the_model_is_loaded_once_per_worker_and_travels_as_a_hash(local_client,
     digest = sha256_file(MODEL_DIR / "model.joblib")
     assert (digest,) in held and held <= {(), (digest,)}  # a worker may have had no task
     assert np.isfinite(pd.read_parquet(tmp_path / "out" / "kdd")["score"]).all()
+
+
+def test_scoring_and_explaining_in_chunks_changes_nothing(model, kdd_test_path):
+    from utils.batch.readers import (
+        explain,
+        explain_in_chunks,
+        score_in_chunks,
+        score_records,
+    )
+
+    records = kdd_records(kdd_test_path.read_bytes())
+    whole, chunked = score_records(model, records), score_in_chunks(model, records, 1_000)
+    for name in ("anomaly_score", "is_anomaly", "confidence", "severity", "votes"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+    some = records.features.iloc[:2_500]
+    assert explain_in_chunks(model, some, 1_000) == explain(model, some)

@@ -33,11 +33,11 @@ from utils.batch.readers import (
     ScoredRecords,
     ZeekLogReader,
     ecs_alerts,
-    explain,
+    explain_in_chunks,
     kdd_records,
     load_scoring_model,
     model_file,
-    score_records,
+    score_in_chunks,
     to_ndjson,
     zeek_context_records,
 )
@@ -286,7 +286,7 @@ def score_zeek(table: pd.DataFrame | None, halos: list[pd.DataFrame], piece: Pie
     wanted = np.isin(context.index.to_numpy(), table.index.to_numpy())
     records = zeek_context_records(context.drop(columns=FILE_ROW), wanted)
     _renumber(records, table[FILE_ROW].to_numpy())
-    scored = score_records(model, records)
+    scored = score_in_chunks(model, records)
     frame = _zeek_frame(piece, records, scored, model, output)
     written = []
     days = frame.pop("day")
@@ -311,7 +311,7 @@ def score_kdd(piece: Piece, first_line: int, first_row: int, expected_rows: int,
     if len(records) == 0:
         return tally(piece, pd.DataFrame(), [])
     _renumber(records, np.arange(first_row, first_row + len(records), dtype=np.int64))
-    scored = score_records(model, records)
+    scored = score_in_chunks(model, records)
     frame = _common_frame(piece, records, scored, model, output)
     for name in ("protocol_type", "service", "flag"):
         frame.insert(2, name, records.features[name].to_numpy(dtype=object))
@@ -427,7 +427,7 @@ def _top_features(model: LoadedModel, records: ParsedRecords, scored: ScoredReco
     out = np.full(len(records), None, dtype=object)
     rows = np.arange(len(records)) if every_record else np.flatnonzero(scored.is_anomaly)
     if rows.size:
-        explained = explain(model, records.features.iloc[rows])
+        explained = explain_in_chunks(model, records.features.iloc[rows])
         out[rows] = [orjson.dumps(entry).decode() for entry in explained]
     return out
 
