@@ -86,10 +86,16 @@ def connect(scheduler: str | None = None, workers: int | None = None,
         with Client(scheduler, timeout="60s") as client:
             yield client
         return
+    import dask
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with LocalCluster(n_workers=workers or cores or 1, threads_per_worker=1, processes=True,
-                      memory_limit=memory_limit or "auto", dashboard_address="127.0.0.1:0",
-                      ) as cluster, Client(cluster) as client:
+    # The workers' statistical profiler (the dashboard's Profile page) samples every thread
+    # every 10 ms: about 7% more CPU on these tasks (measured on KDD pieces), so it is off.
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=workers or cores or 1, threads_per_worker=1,
+                               processes=True, memory_limit=memory_limit or "auto",
+                               dashboard_address="127.0.0.1:0")
+    with cluster, Client(cluster) as client:
         yield client
 
 
