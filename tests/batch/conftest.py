@@ -19,9 +19,10 @@ MODEL_DIR = REPO_ROOT / "models"
 COMPARED = ["score", "is_anomaly", "severity", "confidence", "votes", "top_features"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_client() -> Iterator[object]:
-    """A LocalCluster of two worker processes, as ``score_logs.py`` starts by default."""
+    """A LocalCluster of two worker processes, as ``score_logs.py`` starts by default; stopped
+    after this folder's tests, so its processes do not idle through the rest of the suite."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
