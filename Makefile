@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NSLKDD_SEED ?= $(wildcard ../shared/data/nsl-kdd)
 PYTEST_ARGS ?=
 
-.PHONY: help venv data train retrain run test test-fast lint bench clean
+.PHONY: help venv data train retrain run test test-fast lint bench score clean
 
 help:
 	@echo "make run    start the ML API and the web frontend (committed model; no data needed)"
@@ -18,6 +18,8 @@ help:
 	@echo "make train  train the default model on data/KDDTrain+.txt into models/"
 	@echo "make retrain  retrain now on KDDTrain+ plus kept uploads; promoted only if not worse"
 	@echo "make bench  run the benchmarks and write benchmarks/results/"
+	@echo "make score INPUT='logs/' OUT=scored/ [ARGS='--scheduler tcp://host:8786']"
+	@echo "           score log archives on Dask (score_logs.py --help)"
 
 $(STAMP): requirements.txt requirements-dev.txt api/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +56,13 @@ test-fast: venv data lint
 
 bench: data
 	$(PY) -m benchmarks.run_all
+
+# Score log archives on Dask: `make score INPUT="archive/ more.log.gz" OUT=scored/`.
+INPUT ?=
+OUT ?= scored
+ARGS ?=
+score: venv
+	$(PY) score_logs.py $(INPUT) --out $(OUT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts

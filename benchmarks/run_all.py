@@ -7,7 +7,9 @@
 Sections: quality (NSL-KDD detection vs baselines), throughput (in-process), zeek (feature
 derivation speed, temporal-split detection), zeek_memory (a gzip conn.log inflating to
 1000 MiB posted to gunicorn: the worker's peak memory), http (benchmarks/bench_http.py,
-skipped with a note when missing). Progress goes to stderr.
+skipped with a note when missing), dask (score_logs.py on 1 and 2 local workers over a
+generated 5 M-row Zeek archive and KDD file; ``--dask-rows`` for a quicker run).
+Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from utils.cli import progress
 from utils.durable_files import atomic_write_bytes
 from utils.model_store import load_model
 
-SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "http")
+SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "http", "dask")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
@@ -88,7 +90,8 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     atomic_write_bytes(out_dir / "latest.md", render_markdown(results).encode())
 
 
-def run(sections: list[str], notes: list[str], config: dict) -> dict:
+def run(sections: list[str], notes: list[str], config: dict,
+        dask_rows: int | None = None) -> dict:
     """The sections' results; ``config``: the scripts' settings (settings.script_settings)."""
     started = time.perf_counter()
     results: dict = {"schema": SCHEMA, "machine": machine_info(), "sections": sections,
@@ -135,6 +138,17 @@ def run(sections: list[str], notes: list[str], config: dict) -> dict:
         results["http"] = run_http(progress)
         if "skipped" in results["http"]:
             progress(f"http: skipped ({results['http']['skipped']})")
+    if "dask" in sections:
+        from benchmarks.dask_bench import DEFAULT_ROWS, SMALL_ROWS, run_dask
+
+        zeek_path = config["ZEEK_DIR"] / ZEEK_FILE
+        if zeek_path.is_file():
+            rows = dask_rows or DEFAULT_ROWS
+            results["dask"] = run_dask(zeek_path, nslkdd / "KDDTrain+.txt", model_dir,
+                                       rows=rows, small_rows=min(SMALL_ROWS, rows // 5),
+                                       say=progress)
+        else:
+            results["dask"] = {"skipped": f"{zeek_path} not found (set ANOMALYZE_ZEEK_DIR)"}
     results["loadavg_end"] = list(os.getloadavg())
     results["total_seconds"] = time.perf_counter() - started
     return results
@@ -149,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--note", action="append", default=[],
                         help="a line to add under the machine description (repeatable)")
+    parser.add_argument("--dask-rows", type=int, default=None,
+                        help="rows of each generated archive in the dask section "
+                        "(default 5,000,000)")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-render plots and latest.md from this results file only")
     args = parser.parse_args(argv)
@@ -160,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(sections) - set(SECTIONS))
         if unknown:
             parser.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
-        results = run(sections, args.note, config)
+        results = run(sections, args.note, config, dask_rows=args.dask_rows)
     write_outputs(results, args.out_dir)
     progress(f"wrote {args.out_dir / 'latest.json'}, latest.md and "
              f"{len(results['plots'])} plots in {results['total_seconds'] / 60:.1f} min")

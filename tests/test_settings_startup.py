@@ -19,7 +19,8 @@ SCRIPTS = ("train_model", "retrain_model", "optimize_threshold", "test_performan
            "benchmarks.throughput", "benchmarks.slow_clients", "benchmarks.frontend_upload",
            "scripts.run_local", "utils.local_engines.__main__",
            "benchmarks.validation_study", "benchmarks.zeek_bench",
-           "benchmarks.precision", "benchmarks.registry_overhead")
+           "benchmarks.precision", "benchmarks.registry_overhead", "score_logs",
+           "benchmarks.dask_bench")
 BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
