@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 ZEEK_LOGS ?= /opt/zeek/logs/current
 WATCH_ARGS ?= --alerts-file data/watch/alerts.ndjson
 
-.PHONY: help venv data train retrain run watch test test-fast lint bench clean
+.PHONY: help venv data train retrain run watch score test test-fast lint bench clean
 
 help:
 	@echo "make run    start the ML API and the web frontend (committed model; no data needed)"
@@ -22,6 +22,8 @@ help:
 	@echo "make retrain  retrain now on KDDTrain+ plus kept uploads; promoted only if not worse"
 	@echo "make watch  follow \$$ZEEK_LOGS/conn.log live and write alerts (\$$WATCH_ARGS)"
 	@echo "make bench  run the benchmarks and write benchmarks/results/"
+	@echo "make score INPUT='logs/' OUT=scored/ [ARGS='--scheduler tcp://host:8786']"
+	@echo "           score log archives on Dask (score_logs.py --help)"
 
 $(STAMP): requirements.txt requirements-dev.txt api/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +63,13 @@ test-fast: venv data lint
 
 bench: data
 	$(PY) -m benchmarks.run_all
+
+# Score log archives on Dask: `make score INPUT="archive/ more.log.gz" OUT=scored/`.
+INPUT ?=
+OUT ?= scored
+ARGS ?=
+score: venv
+	$(PY) score_logs.py $(INPUT) --out $(OUT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts

@@ -58,6 +58,8 @@ def render_markdown(results: dict) -> str:
         lines += _watch_section(results["watch"])
     if "registry" in results:
         lines += _registry_section(results["registry"])
+    if "dask" in results:
+        lines += _dask_section(results["dask"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -572,3 +574,62 @@ def _registry_section(registry: dict) -> list[str]:
         lines.append(f"| {name} | {figures['p50_ms']:.2f} | {figures['p90_ms']:.2f} | "
                      f"{figures['mean_ms']:.2f} |")
     return [*lines, ""]
+
+
+def _dask_section(dask: dict) -> list[str]:
+    lines = ["## 7. Archive scoring on Dask (score_logs.py)", ""]
+    if "skipped" in dask:
+        return [*lines, f"Not measured: {dask['skipped']}.", ""]
+    rows, small = dask["rows"], dask["small_rows"]
+    body = []
+    for kind in ("zeek", "kdd"):
+        entry = dask[kind]
+        one, two = entry[str(rows)]
+        body.append([kind, f"{rows:,}", f"{entry['in_process']['rows_per_second']:,.0f}",
+                     f"{one['rows_per_second']:,.0f}", f"{two['rows_per_second']:,.0f}",
+                     f"{entry['scaling_efficiency_2_workers']:.2f}",
+                     f"{entry['overhead_1_worker']:+.0%} / "
+                     f"{entry.get('cpu_overhead_1_worker', float('nan')):+.0%}",
+                     f"{one['first_pass_seconds']:.0f} / {one['seconds']:.0f}",
+                     " / ".join(f"{mb:,.0f}" for mb in entry["peak_mb_small_vs_large_1_worker"])])
+    lines += table(["input", "rows", "one process (rows/s)", "1 worker (rows/s)",
+                    "2 workers (rows/s)", "scaling efficiency", "overhead at 1 worker (wall / CPU)",
+                    "first pass / total at 1 worker (s)",
+                    f"worker peak MB, {small:,} / {rows:,} rows"], body)
+    lines += [f"`benchmarks.dask_bench`: a Zeek archive replaying ctu-botnet-4 with shifted "
+              f"times and hosts in hourly gzip files of {dask['hour_rows']:,} rows, and "
+              "KDDTrain+ replicated into one plain file (64 MB pieces); a LocalCluster of "
+              "1 or 2 worker processes, one thread each. \"One process\" runs the same task "
+              "functions one after the other without Dask (Zeek files without halos). "
+              "Scaling efficiency = rows/s at 2 workers / (2 x rows/s at 1); CPU overhead "
+              "counts the workers', the scheduler's and the client's CPU time against the "
+              "one process's. Load average "
+              f"{dask['load_average_start'][0]:.1f} at the start, "
+              f"{dask['load_average_end'][0]:.1f} at the end.", ""]
+    lines += _dask_projection(dask)
+    return lines
+
+
+# The cluster the projection below assumes.
+NODES, CORES_PER_NODE, SENSOR_ROWS_PER_DAY = 10, 16, 50_000_000
+
+
+def _dask_projection(dask: dict) -> list[str]:
+    """The Zeek figures projected to a larger cluster and a busy sensor, on paper."""
+    entry = dask["zeek"]
+    one = entry[str(dask["rows"])][0]
+    efficiency = min(entry["scaling_efficiency_2_workers"], 1.0)
+    workers = NODES * CORES_PER_NODE
+    speed = workers * one["rows_per_second"] * efficiency
+    day = SENSOR_ROWS_PER_DAY / speed
+    return [
+        f"Projection, on paper: {NODES} nodes of {CORES_PER_NODE} cores, one worker process "
+        f"per core ({workers}), each as fast as the one worker measured here "
+        f"({one['rows_per_second']:,.0f} Zeek rows/s) and the scaling efficiency measured "
+        f"at 2 workers ({efficiency:.2f}) held at {workers}: {speed:,.0f} rows/s, so a day "
+        f"of a busy sensor ({SENSOR_ROWS_PER_DAY / 1e6:.0f} M connections) takes "
+        f"{day / 60:.1f} min and a month {30 * day / 3600:.1f} h. Assumed besides: the "
+        "logs and the output on a shared file system that keeps up (a day is about 10 GB "
+        "of conn.log text), workers with memory for the largest gzip file (about 1 KB per "
+        "row while it is scored), and a month scored a few days per job (the client holds "
+        "about 50 bytes per row while it plans).", ""]

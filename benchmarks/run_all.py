@@ -10,7 +10,9 @@ derivation speed, temporal-split detection), zeek_memory (a gzip conn.log inflat
 sustained rate and lag at 1,000 and 20,000 connections/s written, memory after 1 M and 10 M
 connections; --watch-seconds and --watch-memory-rows make it quicker), http
 (benchmarks/bench_http.py, skipped with a note when missing), registry (keeping an upload:
-SQLite vs PostgreSQL vs PostgreSQL + S3, benchmarks/registry_bench.py). Progress goes to stderr.
+SQLite vs PostgreSQL vs PostgreSQL + S3, benchmarks/registry_bench.py), dask (score_logs.py on
+1 and 2 local workers over a generated 5 M-row Zeek archive and KDD file; ``--dask-rows`` for
+a quicker run). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from utils.cli import progress
 from utils.durable_files import atomic_write_bytes
 from utils.model_store import load_model
 
-SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "watch", "http", "registry")
+SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "watch", "http", "registry",
+            "dask")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
@@ -92,7 +95,7 @@ def write_outputs(results: dict, out_dir: Path) -> None:
 
 
 def run(sections: list[str], notes: list[str], config: dict,
-        watch: dict | None = None) -> dict:
+        watch: dict | None = None, dask_rows: int | None = None) -> dict:
     """The sections' results; ``config``: the scripts' settings (settings.script_settings)."""
     started = time.perf_counter()
     results: dict = {"schema": SCHEMA, "machine": machine_info(), "sections": sections,
@@ -147,6 +150,17 @@ def run(sections: list[str], notes: list[str], config: dict,
         from benchmarks.registry_bench import run_registry
 
         results["registry"] = run_registry(progress, config["PG_BINDIR"])
+    if "dask" in sections:
+        from benchmarks.dask_bench import DEFAULT_ROWS, SMALL_ROWS, run_dask
+
+        zeek_path = config["ZEEK_DIR"] / ZEEK_FILE
+        if zeek_path.is_file():
+            rows = dask_rows or DEFAULT_ROWS
+            results["dask"] = run_dask(zeek_path, nslkdd / "KDDTrain+.txt", model_dir,
+                                       rows=rows, small_rows=min(SMALL_ROWS, rows // 5),
+                                       say=progress)
+        else:
+            results["dask"] = {"skipped": f"{zeek_path} not found (set ANOMALYZE_ZEEK_DIR)"}
     results["loadavg_end"] = list(os.getloadavg())
     results["total_seconds"] = time.perf_counter() - started
     return results
@@ -166,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watch-memory-rows", default="1e6,1e7",
                         help="watch: record counts to measure the watcher's memory after "
                         "(default 1e6,1e7; e.g. 1e5,1e6 for a quick run; empty: none)")
+    parser.add_argument("--dask-rows", type=int, default=None,
+                        help="rows of each generated archive in the dask section "
+                        "(default 5,000,000)")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-render plots and latest.md from this results file only")
     args = parser.parse_args(argv)
@@ -180,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         watch = {"seconds": args.watch_seconds,
                  "memory_rows": tuple(int(float(n)) for n in args.watch_memory_rows.split(",")
                                       if n.strip())}
-        results = run(sections, args.note, config, watch)
+        results = run(sections, args.note, config, watch, dask_rows=args.dask_rows)
     write_outputs(results, args.out_dir)
     progress(f"wrote {args.out_dir / 'latest.json'}, latest.md and "
              f"{len(results['plots'])} plots in {results['total_seconds'] / 60:.1f} min")

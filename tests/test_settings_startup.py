@@ -21,7 +21,8 @@ SCRIPTS = ("train_model", "retrain_model", "optimize_threshold", "test_performan
            "scripts.run_local", "utils.local_engines.__main__",
            "benchmarks.validation_study", "benchmarks.zeek_bench",
            "benchmarks.precision", "benchmarks.registry_overhead", "watch_zeek",
-           "benchmarks.watch_bench", "analyst_admin")
+           "benchmarks.watch_bench", "analyst_admin", "score_logs",
+           "benchmarks.dask_bench")
 BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
