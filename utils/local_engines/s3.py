@@ -4,6 +4,7 @@ wheel) for tests and benchmarks."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import signal
@@ -107,9 +108,34 @@ class S3Server(Engine):
             flags[f"{name}.port.grpc"] = grpc
         args = [str(self.weed), "mini", *(f"-{key}={value}" for key, value in flags.items())]
         self.process = spawn(args, log_path=self.log_path, cwd=self.root)
-        wait_until(self._answers_signed_requests, process=self.process, what="weed mini",
+        wait_until(self._serves_objects, process=self.process, what="weed mini",
                     log_path=self.log_path, timeout=self.start_timeout)
         return self
+
+    def _serves_objects(self) -> bool:
+        """The S3 gateway answers a signed request and the master knows every volume on
+        disk. The gateway answers before the volume server's first heartbeat has told the
+        master where the kept volumes are; until then reading an object kept before a
+        restart fails with ``InternalError`` (``volume id N not found``)."""
+        return self._answers_signed_requests() and all(
+            self._master_knows(volume) for volume in self._volumes_on_disk())
+
+    def _volumes_on_disk(self) -> set[int]:
+        """Volume ids of the data files (``<id>.dat``, or ``<collection>_<id>.dat`` for a
+        bucket's volumes)."""
+        found = (re.fullmatch(r"(?:.*_)?(\d+)\.dat", path.name)
+                 for path in self.data_dir.glob("*.dat"))
+        return {int(match.group(1)) for match in found if match}
+
+    def _master_knows(self, volume: int) -> bool:
+        import requests
+
+        url = f"http://{HOST}:{self.ports['master'][0]}/dir/lookup"
+        try:
+            answer = requests.get(url, params={"volumeId": volume}, timeout=5)
+        except requests.RequestException:
+            return False
+        return answer.ok and bool(answer.json().get("locations"))
 
     def _answers_signed_requests(self) -> bool:
         if not port_open(self.ports["s3"][0]):
