@@ -2,6 +2,7 @@
 
     python score_logs.py INPUT... --out DIR [--model DIR] [--scheduler tcp://HOST:8786]
                          [--workers N] [--sensor NAME=PATH] [--on-error skip]
+                         [--alerts] [--no-allowlist]
 
 INPUT: files, folders or globs of KDD / NSL-KDD files and Zeek conn.logs (TSV or JSON lines,
 plain or gzip). A folder in Zeek's archive layout (YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz)
@@ -9,7 +10,10 @@ is one sensor; a folder of such folders, one sensor each. Without --scheduler a 
 cluster of worker processes (one thread each) runs the job on this machine.
 
 Output in DIR: zeek/sensor=NAME/day=YYYY-MM-DD/*.parquet, kdd/*.parquet (one row per record:
-identity, score, verdict, severity, confidence, top features) and summary.json.
+identity, score, verdict, severity, confidence, top features, allow-list match) and
+summary.json. The allow-list kept in the registry the settings name (ANOMALYZE_DATA_DIR,
+ANOMALYZE_DATABASE_URL) is read once and applied to every piece: a matching anomaly is
+reported as allow-listed with its entry's id and is not an alert.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import sys
 from pathlib import Path
 
 from settings import script_settings
+from utils.backend_errors import BackendConfigError
+from utils.batch.allowed import job_allowlist
 from utils.batch.inputs import InputError
 from utils.batch.job import ON_ERROR, JobFailed, JobOptions, connect, run_job
 from utils.batch.pieces import DEFAULT_PIECE_MB
@@ -59,7 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--explain-all", action="store_true",
                         help="top features of every record (default: of anomalies only)")
     parser.add_argument("--alerts", action="store_true",
-                        help="also write ECS alerts of the anomalies to alerts/*.ndjson")
+                        help="also write ECS alerts of the anomalies (allow-listed ones "
+                        "left out) to alerts/*.ndjson")
+    parser.add_argument("--no-allowlist", action="store_true",
+                        help="apply no allow-list: every anomaly is an alert")
     args = parser.parse_args(argv)
     if not args.inputs and not args.sensor:
         parser.error("give at least one INPUT or --sensor NAME=PATH")
@@ -69,10 +78,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     config = script_settings()
     args = parse_args(argv)
+    try:
+        allowlist = () if args.no_allowlist else job_allowlist(config)
+    except BackendConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if allowlist:
+        progress(f"{len(allowlist)} allow-list entries in force")
     options = JobOptions(
         inputs=args.inputs, out=args.out, model_dir=args.model or config["MODEL_DIR"],
         sensors=dict(args.sensor), on_error=args.on_error, piece_mb=args.partition_mb,
-        explain_all=args.explain_all, alerts=args.alerts)
+        explain_all=args.explain_all, alerts=args.alerts, allowlist=allowlist)
     try:
         with connect(args.scheduler, args.workers, args.memory_limit) as client:
             progress(f"Dask dashboard: {client.dashboard_link}")
@@ -81,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     skipped = summary["skipped"]
-    print(f"{summary['rows']:,} rows scored, {summary['anomalies']:,} anomalies, "
+    print(f"{summary['rows']:,} rows scored, {summary['anomalies']:,} anomalies "
+          f"({summary['alerts']:,} alerts, {summary['allowlisted']:,} allow-listed), "
           f"{summary['rows_per_second']:,.0f} rows/s; output in {args.out}")
     if skipped:
         print(f"{len(skipped)} file(s) skipped (see summary.json):")

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from utils.allowlist import AllowEntry
 from utils.batch.inputs import discover
 from utils.batch.pieces import DEFAULT_PIECE_MB, Piece, cut, zeek_halos
 from utils.batch.progress import Progress
@@ -72,6 +73,9 @@ class JobOptions:
     piece_mb: float = DEFAULT_PIECE_MB
     explain_all: bool = False
     alerts: bool = False
+    # The allow-list entries in force (utils.batch.allowed.job_allowlist), applied to every
+    # piece as it is scored; none: every anomaly is an alert.
+    allowlist: tuple[AllowEntry, ...] = ()
 
 
 @contextlib.contextmanager
@@ -110,7 +114,8 @@ def run_job(options: JobOptions, client: Any,
     _prepare_output(options.out)
     digest = sha256_file(model_file(options.model_dir))
     ref = ModelRef(str(Path(options.model_dir).resolve()), digest)
-    output = Output(str(Path(options.out).resolve()), options.explain_all, options.alerts)
+    output = Output(str(Path(options.out).resolve()), options.explain_all, options.alerts,
+                    tuple(options.allowlist))
     files = inputs.files
     piece_bytes = max(1, int(options.piece_mb * (1 << 20)))
     pieces = {i: cut(i, item, piece_bytes) for i, item in enumerate(files)}
@@ -154,6 +159,7 @@ def run_job(options: JobOptions, client: Any,
                "sha256": digest},
         output={"zeek": f"{ZEEK_DIR}/sensor=*/day=*/*.parquet", "kdd": f"{KDD_DIR}/*.parquet",
                 **({"alerts": f"{ALERTS_DIR}/*.ndjson"} if options.alerts else {})},
+        allowlist_entries=len(options.allowlist),
         first_pass_seconds=round(first_pass, 3),
         elapsed_seconds=round(time.monotonic() - started, 3),
         rows_per_second=round(summary.rows / max(time.monotonic() - started, 1e-9), 1),

@@ -25,6 +25,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from utils.allowlist import AllowEntry
+from utils.batch.allowed import apply_entries
 from utils.batch.pieces import Piece
 from utils.batch.readers import (
     InputFormatError,
@@ -65,7 +67,8 @@ class Output:
 
     folder: str
     explain_all: bool = False  # top features of every record, not only of anomalies
-    alerts: bool = False  # also ECS alerts (NDJSON) of the anomalies
+    alerts: bool = False  # also ECS alerts (NDJSON) of the anomalies not allow-listed
+    allow: tuple[AllowEntry, ...] = ()  # the allow-list entries in force when the job began
 
 
 @dataclass
@@ -286,7 +289,7 @@ def score_zeek(table: pd.DataFrame | None, halos: list[pd.DataFrame], piece: Pie
     wanted = np.isin(context.index.to_numpy(), table.index.to_numpy())
     records = zeek_context_records(context.drop(columns=FILE_ROW), wanted)
     _renumber(records, table[FILE_ROW].to_numpy())
-    scored = score_in_chunks(model, records)
+    scored = apply_entries(output.allow, records, score_in_chunks(model, records))
     frame = _zeek_frame(piece, records, scored, model, output)
     written = []
     days = frame.pop("day")
@@ -311,7 +314,7 @@ def score_kdd(piece: Piece, first_line: int, first_row: int, expected_rows: int,
     if len(records) == 0:
         return tally(piece, pd.DataFrame(), [])
     _renumber(records, np.arange(first_row, first_row + len(records), dtype=np.int64))
-    scored = score_in_chunks(model, records)
+    scored = apply_entries(output.allow, records, score_in_chunks(model, records))
     frame = _common_frame(piece, records, scored, model, output)
     for name in ("protocol_type", "service", "flag"):
         frame.insert(2, name, records.features[name].to_numpy(dtype=object))
@@ -385,6 +388,9 @@ def _common_frame(piece: Piece, records: ParsedRecords, scored: ScoredRecords,
         frame["label"] = records.labels.to_numpy(dtype=object)
     frame["score"] = scored.anomaly_score.astype(np.float64)
     frame["is_anomaly"] = scored.is_anomaly.astype(bool)
+    allowed = scored.allowlisted
+    frame["allowlisted"] = allowed != 0
+    frame["allowlist_entry"] = pd.array(np.where(allowed != 0, allowed, None), dtype="Int64")
     frame["severity"] = scored.severity.astype(object)
     frame["confidence"] = scored.confidence.astype(np.float64)
     frame["votes"] = scored.votes.sum(axis=1).astype(np.int16)
