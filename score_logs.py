@@ -5,9 +5,11 @@
                          [--alerts] [--no-allowlist]
 
 INPUT: files, folders or globs of KDD / NSL-KDD files and Zeek conn.logs (TSV or JSON lines,
-plain or gzip). A folder in Zeek's archive layout (YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz)
-is one sensor; a folder of such folders, one sensor each. Without --scheduler a local
-cluster of worker processes (one thread each) runs the job on this machine.
+plain or gzip), local or s3://bucket/prefix (server and keys from AWS_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION). A folder in Zeek's archive
+layout (YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz) is one sensor; a folder of such folders,
+one sensor each. Without --scheduler a local cluster of worker processes (one thread each)
+runs the job on this machine.
 
 Output in DIR: zeek/sensor=NAME/day=YYYY-MM-DD/*.parquet, kdd/*.parquet (one row per record:
 identity, score, verdict, severity, confidence, top features, allow-list match) and
@@ -28,6 +30,7 @@ from utils.batch.allowed import job_allowlist
 from utils.batch.inputs import InputError
 from utils.batch.job import ON_ERROR, JobFailed, JobOptions, connect, run_job
 from utils.batch.pieces import DEFAULT_PIECE_MB
+from utils.batch.s3_inputs import S3InputError
 from utils.cli import progress
 
 
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         with connect(args.scheduler, args.workers, args.memory_limit) as client:
             progress(f"Dask dashboard: {client.dashboard_link}")
             summary = run_job(options, client, say=progress)
-    except (InputError, JobFailed) as exc:
+    except (InputError, S3InputError, JobFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     skipped = summary["skipped"]

@@ -26,6 +26,7 @@ import orjson
 import pandas as pd
 
 from utils.allowlist import AllowEntry
+from utils.batch import s3_inputs
 from utils.batch.allowed import apply_entries
 from utils.batch.pieces import Piece
 from utils.batch.readers import (
@@ -43,6 +44,7 @@ from utils.batch.readers import (
     to_ndjson,
     zeek_context_records,
 )
+from utils.batch.s3_inputs import S3InputError, is_s3
 from utils.batch.summary import Tally, tally
 
 _HEAD_BYTES = 1 << 20
@@ -138,6 +140,8 @@ def loaded_models() -> list[str]:
 
 def piece_bytes(piece: Piece) -> bytes:
     """The piece's lines (a gzip file: all of it, decompressed)."""
+    if is_s3(piece.path):
+        return _s3_piece_bytes(piece)
     if piece.gzip:
         try:
             with gzip.open(piece.path, "rb") as handle:
@@ -150,6 +154,20 @@ def piece_bytes(piece: Piece) -> bytes:
         end = size if piece.end is None else _line_start(handle, piece.end, size)
         handle.seek(start)
         data = handle.read(max(0, end - start))
+    return data.removeprefix(_BOM) if piece.start == 0 else data
+
+
+def _s3_piece_bytes(piece: Piece) -> bytes:
+    """The same lines as a local file's piece, from ranged reads of the S3 object."""
+    if piece.gzip:
+        try:
+            return gzip.decompress(s3_inputs.read(piece.path))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputFormatError("invalid_format", f"corrupt gzip data ({exc})") from None
+    size = s3_inputs.size_of(piece.path)
+    start = s3_inputs.line_start(piece.path, piece.start, size)
+    end = size if piece.end is None else s3_inputs.line_start(piece.path, piece.end, size)
+    data = s3_inputs.read(piece.path, start, end)
     return data.removeprefix(_BOM) if piece.start == 0 else data
 
 
@@ -171,6 +189,9 @@ def _file_head(path: str, mtime_ns: int) -> bytes:
 
 
 def _head(piece: Piece) -> bytes:
+    if is_s3(piece.path):
+        url = piece.path
+        return s3_inputs.head(url, s3_inputs.size_of(url), _HEAD_BYTES).removeprefix(_BOM)
     return _file_head(piece.path, os.stat(piece.path).st_mtime_ns)
 
 
@@ -232,6 +253,9 @@ def probe(piece: Piece) -> Probe | PieceError:
                      json_fields=frozenset(reader.json_fields))
     except InputFormatError as exc:
         return PieceError(piece, exc)
+    except S3InputError as exc:  # the object vanished or the server went away since listing
+        return PieceError(piece, InputFormatError(
+            "unreadable", str(exc).removeprefix(f"{piece.path}: ")))
 
 
 def _starts_with_header(data: bytes) -> bool:
