@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from settings import script_settings
 from tests.helpers.batch_scoring import MODEL_DIR, in_process, write_log, zeek_lines
@@ -15,6 +16,8 @@ from utils.backends import open_backends
 from utils.batch.allowed import job_allowlist
 from utils.batch.job import JobOptions, run_job
 from utils.batch.readers import kdd_records
+
+pytestmark = pytest.mark.e2e  # a real Dask LocalCluster of worker processes
 
 PIECE_MB = 0.05  # several pieces per file
 

@@ -21,6 +21,8 @@ from utils.batch.job import JobOptions, run_job
 from utils.batch.readers import kdd_records
 from utils.schema import FEATURE_NAMES
 
+pytestmark = pytest.mark.e2e  # a real Dask LocalCluster of worker processes
+
 PIECE_MB = 0.05  # about 500 Zeek rows: pieces end inside 2-second and 255-connection windows
 
 

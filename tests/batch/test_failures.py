@@ -24,6 +24,8 @@ from tests.helpers.batch_scoring import (
 from tests.helpers.repo import REPO_ROOT
 from utils.batch.job import JobFailed, JobOptions, run_job
 
+pytestmark = pytest.mark.e2e  # a real Dask LocalCluster of worker processes
+
 
 def _bad_kdd(kdd_test_path, folder, bad_line: int = 5_000):
     """6,000 KDDTest+ lines with a word for src_bytes on ``bad_line``."""

@@ -49,7 +49,9 @@ REGISTRIES: dict[str, Callable[..., Registry]] = {
 STORES: dict[str, Callable[[Path], ModelStore]] = {"local": LocalModelStore}
 
 
-@pytest.fixture(params=sorted(REGISTRIES))
+# The shared backends start real PostgreSQL and SeaweedFS servers: end-to-end tests.
+@pytest.fixture(params=[name if name == "sqlite" else pytest.param(name, marks=pytest.mark.e2e)
+                        for name in sorted(REGISTRIES)])
 def registry(request, tmp_path) -> Registry:
     return REGISTRIES[request.param](request, tmp_path / "data")
 
