@@ -3,28 +3,21 @@ carried by the frontend's Vercel deployment, which has neither utils/ nor server
 
 from __future__ import annotations
 
-import ast
 import json
 import sys
 from pathlib import Path
 
 from contract import record_layout
 from contract.json_errors import JsonError
+from tests.helpers.repo import imported_roots
 from utils import schema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_contract_package_uses_only_the_standard_library():
-    for path in (REPO_ROOT / "contract").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                roots = {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                roots = {node.module.split(".")[0]}
-            else:
-                continue
-            assert roots <= set(sys.stdlib_module_names) | {"contract"}, (path.name, roots)
+    for name, roots in imported_roots("contract").items():
+        assert roots <= set(sys.stdlib_module_names) | {"contract"}, (name, roots)
 
 
 def test_the_frontend_deployment_carries_the_contract_but_not_the_library():

@@ -3,7 +3,6 @@ generated from it, and no other code reading the environment."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import math
@@ -17,6 +16,7 @@ import settings
 from settings import READERS, REPO_ROOT, SETTINGS, SettingError, load_settings, parsers
 from settings.__main__ import main as settings_main
 from settings.markdown import DOCS, render_table, selected, stale_documents
+from tests.helpers.repo import imported_roots
 from utils import readers, retraining
 from utils import registry as upload_registry
 from utils.gunicorn_worker import ClientLimits
@@ -222,15 +222,8 @@ def test_every_variable_the_code_and_docs_name_is_in_the_table():
 
 
 def test_the_settings_package_uses_only_the_standard_library():
-    for path in (REPO_ROOT / "settings").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                roots = {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                roots = {node.module.split(".")[0]}
-            else:
-                continue
-            assert roots <= set(sys.stdlib_module_names) | {"settings"}, (path.name, roots)
+    for name, roots in imported_roots("settings").items():
+        assert roots <= set(sys.stdlib_module_names) | {"settings"}, (name, roots)
 
 
 def test_the_frontend_deployment_carries_the_settings_package():

@@ -43,3 +43,20 @@ def nslkdd_path(name: str) -> Path:
     data/)."""
     return require_file(nslkdd_dir() / name,
                         "run `make data` (CI seeds it from ../shared/data/nsl-kdd)")
+
+
+def imported_roots(package: str) -> dict[str, set[str]]:
+    """The top-level modules each ``.py`` file of a repository package imports (absolute
+    imports only), by file name: for checking that a package needs nothing outside the
+    standard library."""
+    import ast
+
+    roots: dict[str, set[str]] = {}
+    for path in (REPO_ROOT / package).glob("*.py"):
+        found = roots.setdefault(path.name, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return roots
