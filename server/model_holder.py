@@ -1,10 +1,15 @@
-"""The model the service scores with, reloaded when the model store's current one changes.
+"""The models the service scores with, one per input kind, each reloaded when its model
+store's current one changes.
 
-A promotion or rollback replaces the current model atomically (utils.model_store). Each
-request asks ``current()`` once at its start and finishes on that model, so a swap never mixes
-two models in one answer. Checking for a swap costs one ``ModelStore.stamp()`` (an
-``os.stat`` on the local disk) at most every ``check_interval`` seconds; a failed reload keeps
-the old model serving and is reported by ``/health``.
+Each input kind (utils.model_store.kinds) has a holder of its own on its own store: the KDD
+model, which the service needs, and a Zeek model, which exists once an admin has trained a
+baseline of their network (until then a Zeek upload is scored by the KDD model, with a
+warning saying so: server/input_warnings.py). A promotion or rollback replaces a kind's
+current model atomically (utils.model_store). Each request picks its model once at its start
+and finishes on it, so a swap never mixes two models in one answer. Each holder checks for a
+swap with one ``ModelStore.stamp()`` (an ``os.stat`` on the local disk) at most every
+``check_interval`` seconds; a failed reload keeps the old model serving and is reported by
+``/health``.
 
 Every response, errors included, names the model that answered it in ``X-Model-Version``
 (one ``after_request`` hook): the model the request used, else the one being served.
@@ -23,10 +28,14 @@ from flask import Flask, Response, current_app, g
 from server.errors import ApiError
 from server.request_log import note_request
 from utils.model_store import (
+    DEFAULT_KIND,
+    KINDS,
     MODEL_FILE,
     LoadedModel,
     ModelLoadError,
     ModelStore,
+    check_kind,
+    kind_model_dir,
     open_model_store,
 )
 from utils.scoring import warm_up
@@ -56,21 +65,30 @@ def load_warm_model(store: ModelStore) -> LoadedModel:
 
 
 class ModelHolder:
-    """Holds the current model of a store (default: the local folder ``model_dir``) and swaps
-    in a new one when the store's current model changes. ``loader`` None loads through the
-    store (``load_warm_model``); a loader given is called with ``model_dir``."""
+    """Holds the current model of input ``kind`` from a store (default: that kind's folder in
+    ``model_dir``, utils.model_store.kinds) and swaps in a new one when the store's current
+    model changes. ``loader`` None loads through the store (``load_warm_model``); a loader
+    given is called with the kind's folder (``self.model_dir``).
+
+    The KDD model is required: without it the holder reports why. Another kind without a
+    model is normal (no baseline trained yet): no model and no error; a file that is there
+    but cannot be loaded is an error as for KDD.
+    """
 
     def __init__(
         self,
         model_dir: Path | str,
         *,
+        kind: str = DEFAULT_KIND,
         check_interval: float = 1.0,
         loader: Callable[[Path], LoadedModel] | None = None,
         clock: Callable[[], float] = time.monotonic,
         store: ModelStore | None = None,
     ) -> None:
-        self.model_dir = Path(model_dir)
-        self.store = store if store is not None else open_model_store(self.model_dir)
+        self.kind = check_kind(kind)
+        self.required = kind == DEFAULT_KIND
+        self.model_dir = kind_model_dir(model_dir, kind)
+        self.store = store if store is not None else open_model_store(model_dir, kind=kind)
         self.check_interval = check_interval
         self._loader = loader
         self._clock = clock
@@ -85,7 +103,8 @@ class ModelHolder:
         self.refresh()
         model = self._model
         if model is None:
-            raise ModelUnavailable(self._error or "no model loaded")
+            raise ModelUnavailable(self._error or (
+                "no model loaded" if self.required else "none has been trained yet"))
         return model
 
     def status(self) -> tuple[LoadedModel | None, str | None]:
@@ -126,7 +145,10 @@ class ModelHolder:
     def _load(self, stamp: Hashable | None) -> None:
         if stamp is None and self._model is not None:
             self._error = f"{MODEL_FILE} has disappeared from the model folder"
-            log.error("model file missing; still serving %s", self._model.version)
+            log.error("%s model file missing; still serving %s", self.kind, self._model.version)
+            return
+        if stamp is None and not self.required:
+            self._error = None  # no model of this kind yet: nothing to load, nothing wrong
             return
         try:
             model = (load_warm_model(self.store) if self._loader is None
@@ -140,32 +162,43 @@ class ModelHolder:
             previous = self._model
             self._model, self._error = model, None
             if previous is None or previous.version != model.version:
-                log.info("serving model %s", model.version)
+                log.info("serving %s model %s", self.kind, model.version)
 
     def _fail(self, error: str) -> None:
         self._error = error
         if self._model is None:
-            log.error("no model loaded: %s", error)
+            log.error("no %s model loaded: %s", self.kind, error)
         else:
-            log.error("model reload failed, still serving %s: %s", self._model.version, error)
+            log.error("%s model reload failed, still serving %s: %s", self.kind,
+                      self._model.version, error)
 
 
-EXTENSION_KEY = "anomalyze.model"
+EXTENSION_KEY = "anomalyze.model"  # the KDD model's holder
+HOLDERS_KEY = "anomalyze.models"  # every kind's holder, by kind
 
 
-def init_app(app: Flask) -> ModelHolder:
-    """Load the model now (the server starts even if that fails), attach the holder, and
-    name the model on every response."""
-    holder = ModelHolder(app.config["MODEL_DIR"],
-                         check_interval=app.config["MODEL_CHECK_INTERVAL"])
-    holder.refresh(force=True)
-    app.extensions[EXTENSION_KEY] = holder
+def init_app(app: Flask) -> dict[str, ModelHolder]:
+    """Load every kind's model now (the server starts even if that fails), attach the
+    holders, and name the model on every response."""
+    holders = {kind: ModelHolder(app.config["MODEL_DIR"], kind=kind,
+                                 check_interval=app.config["MODEL_CHECK_INTERVAL"])
+               for kind in KINDS}
+    for holder in holders.values():
+        holder.refresh(force=True)
+    app.extensions[HOLDERS_KEY] = holders
+    app.extensions[EXTENSION_KEY] = holders[DEFAULT_KIND]
     app.after_request(_model_version_header)
-    return holder
+    return holders
 
 
-def get_holder() -> ModelHolder:
-    return current_app.extensions[EXTENSION_KEY]
+def get_holder(kind: str = DEFAULT_KIND) -> ModelHolder:
+    """The holder of input ``kind``'s model (ValueError for an unknown kind)."""
+    return current_app.extensions[HOLDERS_KEY][check_kind(kind)]
+
+
+def get_holders() -> dict[str, ModelHolder]:
+    """Every kind's holder, in KINDS order."""
+    return current_app.extensions[HOLDERS_KEY]
 
 
 def answer_with(model: LoadedModel) -> None:
@@ -173,20 +206,53 @@ def answer_with(model: LoadedModel) -> None:
     g.anomalyze_model_version = model.version
 
 
-def current_model() -> LoadedModel:
-    """The model for this whole request (a reload meanwhile does not affect it); 503 if none."""
+def current_model(kind: str = DEFAULT_KIND) -> LoadedModel:
+    """``kind``'s model for this whole request (a reload meanwhile does not affect it); 503
+    if that kind has none."""
     try:
-        model = get_holder().current()
+        model = get_holder(kind).current()
     except ModelUnavailable as exc:
-        raise ApiError(503, "model_unavailable", f"no model is loaded: {exc}") from None
+        raise ApiError(503, "model_unavailable", _unavailable(kind, str(exc))) from None
+    _use(model)
+    return model
+
+
+def model_for_input(input_kind: str) -> LoadedModel:
+    """The model to score input of ``input_kind`` with: that kind's model when one is loaded,
+    else the KDD model (503 if there is none either). The answer then carries the
+    input-kind warning (server/input_warnings.py), since the model was not trained on such
+    traffic."""
+    if input_kind != DEFAULT_KIND:
+        model = get_holder(input_kind).status()[0]
+        if model is not None:
+            _use(model)
+            return model
+    return current_model(DEFAULT_KIND)
+
+
+def require_any_model() -> None:
+    """503 unless some model is loaded: checked before an upload is read (no model, no point
+    receiving it); the upload's kind then picks the model (``model_for_input``)."""
+    holders = get_holders()
+    if any(holder.status()[0] is not None for holder in holders.values()):
+        return
+    current_model(DEFAULT_KIND)  # raises the 503 that says why
+
+
+def _use(model: LoadedModel) -> None:
     answer_with(model)
     note_request(model_version=model.version)
-    return model
+
+
+def _unavailable(kind: str, reason: str) -> str:
+    if kind == DEFAULT_KIND:
+        return f"no model is loaded: {reason}"
+    return f"no {kind} model is loaded: {reason}"
 
 
 def _model_version_header(response: Response) -> Response:
     version = g.get("anomalyze_model_version")
-    if version is None:  # the request failed, or never needed the model: the one served
+    if version is None:  # the request failed, or never needed the model: the KDD one served
         served = current_app.extensions[EXTENSION_KEY].loaded()
         version = served.version if served is not None else None
     if version is not None:

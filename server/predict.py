@@ -21,13 +21,13 @@ from server.config import megabytes, upload_limit_bytes
 from server.disk_space import get_disk_space
 from server.errors import ApiError, too_large
 from server.json_records import parse_json_records
-from server.model_holder import current_model
+from server.model_holder import current_model, model_for_input, require_any_model
 from server.query_params import whole_number
 from server.request_log import note_request
 from server.responses import csv_rows, prediction
 from server.uploads import Received, UploadSink, get_sink
 from utils.backend_errors import BackendUnavailable
-from utils.readers import iter_identity
+from utils.readers import input_kind_of, iter_identity
 from utils.registry import RegistryBusyError
 
 log = logging.getLogger("anomalyze.server")
@@ -41,13 +41,13 @@ OUTPUT_FORMATS = ("json", "csv", "ndjson")
 
 @bp.post("/api/predict")
 def predict() -> Response:
-    """Score an uploaded file (multipart field ``file``): JSON summary, per-record CSV or
-    ECS alerts as NDJSON."""
+    """Score an uploaded file (multipart field ``file``) with the model of its input kind:
+    JSON summary, per-record CSV or ECS alerts as NDJSON."""
     started = time.perf_counter()
     limit = parse_limit(request.args)
     fmt = output_format(request.args)
     as_csv = fmt == "csv"
-    model = current_model()  # before the upload is read: no model, no point receiving it
+    require_any_model()  # before the upload is read: no model, no point receiving it
     trusted = request_is_admin()  # its labels may teach the model; a wrong token is a 403
     upload = request.files.get("file")
     if upload is None:
@@ -60,6 +60,8 @@ def predict() -> Response:
     try:
         reading = {"threads": current_app.config["SCORING_THREADS"],
                    "max_decompressed_bytes": megabytes(current_app.config["MAX_DECOMPRESSED_MB"])}
+        model = model_for_input(input_kind_of(
+            received.path, max_decompressed_bytes=reading["max_decompressed_bytes"]))
         with analysis_slot():
             if fmt == "ndjson":
                 analysis, alerts = alerts_from_file(model, received.path,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from server.analysis import Analysis
-from server.input_warnings import input_warnings
+from server.input_warnings import input_warnings, model_kind
 from utils.metrics import evaluate
 from utils.model_store import LoadedModel
 from utils.schema import SEVERITIES
@@ -49,6 +49,7 @@ def prediction(
         "severity_counts": {name: int(by_severity.get(name, 0)) for name in SEVERITIES},
         "processing_time": round(processing_time, 4),
         "model_version": model.version,
+        "model": {"version": model.version, "input_kind": model_kind(model.card)},
         "threshold": float(analysis.threshold),
         "input_kind": analysis.input_kind,
         "warnings": input_warnings(model.card, analysis.input_kind),

@@ -29,6 +29,7 @@ from server.model_holder import get_holder
 from server.query_params import whole_number
 from server.signals import retrain_due
 from server.uploads import get_sink
+from utils.model_store import DEFAULT_KIND, KINDS
 from utils.registry import NotQuarantined, Registry, RetrainBusy, UnknownUpload
 from utils.retraining import RetrainError, UnknownVersion, rollback
 
@@ -106,12 +107,15 @@ def _registry() -> Registry:
 
 @bp.get("/api/retrain/status")
 def status() -> Response:
-    """Pending uploads, the threshold, whether a retrain runs, the last runs, the versions."""
+    """Pending uploads, the threshold, whether a retrain runs, the last runs, the versions
+    (``versions`` and ``model_version``: the KDD model's, which retraining updates; the
+    ``*_by_kind`` / ``model_versions`` maps: every input kind's)."""
     registry = _registry()
     counts = registry.counts()
     state = registry.state()
     current = registry.running_run()
-    model, _error = get_holder().status()
+    model_versions = {kind: _served_version(kind) for kind in KINDS}
+    versions_by_kind = {kind: _versions(kind) for kind in KINDS}
     return jsonify({
         "success": True,
         "pending_uploads": counts["pending"],
@@ -122,8 +126,10 @@ def status() -> Response:
         "current_run": _run_summary(current) if current else None,
         "uploads": counts,
         "feedback": registry.feedback_counts(),
-        "model_version": model.version if model else None,
-        "versions": _versions(),
+        "model_version": model_versions[DEFAULT_KIND],
+        "versions": versions_by_kind[DEFAULT_KIND],
+        "versions_by_kind": versions_by_kind,
+        "model_versions": model_versions,
         "runs_total": registry.run_count(),
         "last_runs": [_run_summary(run) for run in registry.runs(LAST_RUNS)],
     })
@@ -190,16 +196,20 @@ def start_retrain() -> tuple[Response, int]:
 
 @bp.post("/api/models/rollback")
 def rollback_model() -> Response:
-    """Make an archived version current again (default: the one the current model replaced)."""
+    """Make an archived version of one input kind's model current again (body ``kind``,
+    default "kdd"; ``version`` default: the one the current model replaced). Other kinds'
+    models, and the uploads they learned from, are left as they are."""
     require_admin()
-    version = _requested_version()
+    kind, version = _requested_rollback()
     shared = get_backends()
+    holder = get_holder(kind)
     try:
         if shared.models is not None:  # the pointer moves; every instance syncs to it
-            previous, current, quarantined = shared.models.rollback(version)
+            previous, current, quarantined = shared.models.rollback(version, kind=kind)
             get_watch().sync_model()
         else:
-            previous, current, quarantined = rollback(get_holder().store, _registry(), version)
+            previous, current, quarantined = rollback(holder.store, _registry(), version,
+                                                      kind=kind)
     except RetrainBusy:
         raise ApiError(409, "retrain_running",
                        "a retrain is in progress; roll back when it has finished") from None
@@ -207,31 +217,46 @@ def rollback_model() -> Response:
         raise ApiError(404, "not_found", str(exc)) from None
     except RetrainError as exc:  # no earlier version, or it is already the current one
         raise ApiError(409, "conflict", str(exc)) from None
-    get_holder().refresh(force=True)  # this worker answers with it at once; others within
-    log.info("rolled back from %s to %s, %d upload(s) quarantined",  # the check interval
-             previous, current, len(quarantined))
+    holder.refresh(force=True)  # this worker answers with it at once; others within the
+    log.info("rolled back the %s model from %s to %s, %d upload(s) quarantined",  # interval
+             kind, previous, current, len(quarantined))
     return jsonify({"success": True, "previous_version": previous, "model_version": current,
                     "quarantined": quarantined})
 
 
-def _versions() -> list[dict[str, str]]:
-    """Every version a rollback may name: the shared store's, else the model folder's."""
+def _served_version(kind: str) -> str | None:
+    model = get_holder(kind).status()[0]
+    return model.version if model is not None else None
+
+
+def _versions(kind: str = DEFAULT_KIND) -> list[dict[str, str]]:
+    """Every version of ``kind`` a rollback may name: the shared store's, else the kind's
+    model folder's."""
     models = get_backends().models
     if models is not None:
-        return models.versions()
-    return get_holder().store.versions()
+        return models.versions(kind=kind)
+    return get_holder(kind).store.versions()
 
 
-def _requested_version() -> str | None:
+def _requested_rollback() -> tuple[str, str | None]:
+    """(kind, version or None) from the optional body ``{"kind": …, "version": …}``."""
     if not request.get_data(cache=True):
-        return None
+        return DEFAULT_KIND, None
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", 'the body must be a JSON object like {"version": "…"}')
+        raise ApiError(400, "invalid_json",
+                       'the body must be a JSON object like {"kind": "zeek", "version": "…"}')
     version = body.get("version")
     if version is not None and not isinstance(version, str):
         raise ApiError(400, "invalid_value", "version must be a string")
-    return version or None
+    kind = body.get("kind")
+    if kind is None:
+        kind = DEFAULT_KIND
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ApiError(400, "invalid_value",
+                       f"kind must be one of {', '.join(KINDS)}",
+                       [{"field": "kind", "message": f"unknown input kind: {str(kind)[:40]!r}"}])
+    return kind, version or None
 
 
 def _run_summary(run: dict) -> dict:

@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 from tests.helpers.kdd_data import synthetic_kdd
-from utils.model_store import save_model
+from tests.helpers.zeek_logs import conn_rows, tsv_log
+from utils.model_store import kind_model_dir, save_model
 from utils.readers import read_records
 from utils.training import file_digest, train
 
@@ -21,6 +22,18 @@ def train_model(model_dir: Path, seed: int) -> Path:
                    source={"file": "synthetic.txt"})
     save_model(result.pipeline, result.card, model_dir)
     return model_dir
+
+
+def train_zeek_model(model_dir: Path, seed: int) -> Path:
+    """A three-model ensemble on a generated Zeek conn.log (seconds), saved as the current
+    Zeek model of ``model_dir`` (its ``zeek/`` folder) and kept among its versions; the
+    Zeek folder is returned."""
+    records = read_records(tsv_log(conn_rows(1500, seed=seed, rate=5.0)))
+    result = train(records, n_clusters=(3, 4, 5), random_state=seed,
+                   source={"file": "conn.log"})
+    folder = kind_model_dir(model_dir, "zeek")
+    save_model(result.pipeline, result.card, folder, archive=True)
+    return folder
 
 
 def train_small(base: Path, model_dir: Path, seed: int = 0) -> Path:

@@ -3,6 +3,7 @@ ParsedRecords, refusing bad input with an InputFormatError that names line and c
 
 from utils.readers.dispatch import (
     detect_input_kind,
+    input_kind_of,
     iter_identity,
     iter_parse_tasks,
     iter_record_chunks,
@@ -27,6 +28,7 @@ __all__ = [
     "ParseTask",
     "ParsedRecords",
     "detect_input_kind",
+    "input_kind_of",
     "iter_identity",
     "iter_parse_tasks",
     "iter_record_chunks",

@@ -28,7 +28,7 @@ from utils.readers.source import (
     resolve_limit,
     strip_bom,
 )
-from utils.readers.zeek import read_zeek_records
+from utils.readers.zeek import INPUT_KIND, read_zeek_records
 from utils.readers.zeek_stream import iter_zeek_batches, iter_zeek_identity
 
 _MIN_PIECE_BYTES = 256 << 10  # about 1,700 KDD records
@@ -47,6 +47,19 @@ def detect_input_kind(head: bytes) -> str:
     if text.startswith(b"{"):
         return "zeek_json"
     return "kdd"
+
+
+def input_kind_of(source: Source, *, max_decompressed_bytes: int | None = None) -> str:
+    """The input kind of a path or bytes as models know them (utils.model_store.kinds):
+    "zeek" for a Zeek conn.log (TSV or JSON), else "kdd"; from its first (decompressed)
+    bytes only, so a server can pick the model before it reads the input.
+    InputFormatError for corrupt gzip, as the readers give it."""
+    content = content_blocks(source, resolve_limit(max_decompressed_bytes))
+    try:
+        head, _ = peek(content, HEAD_BYTES)
+    finally:
+        content.close()
+    return "kdd" if detect_input_kind(head) == "kdd" else INPUT_KIND
 
 
 def read_records(

@@ -1,6 +1,11 @@
-"""Rolling back: make an earlier model version current again, and set aside the uploads that
-only the abandoned version learned from (``quarantined``: they feed no later run unless an
-admin releases them)."""
+"""Rolling back: make an earlier model version of one input kind current again, and set aside
+the uploads that only the abandoned version learned from (``quarantined``: they feed no later
+run unless an admin releases them).
+
+Each input kind has its own versions (utils.model_store.kinds), so a rollback touches one
+kind's model only. Only the KDD model learns from uploads; a Zeek model is a baseline an
+admin trained, so rolling one back quarantines nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from utils.model_store import LoadedModel, ModelLoadError, ModelStore, open_model_store
+from utils.model_store import (
+    DEFAULT_KIND,
+    LoadedModel,
+    ModelLoadError,
+    ModelStore,
+    check_kind,
+    open_model_store,
+)
 from utils.registry import Registry, RetrainBusy, open_registry
-from utils.retraining.settings import RetrainError, UnknownVersion
+from utils.retraining.settings import LEARNS_FROM_UPLOADS, RetrainError, UnknownVersion
 
 _VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 
@@ -24,9 +36,10 @@ class RollbackResult(NamedTuple):
 
 
 def rollback(store: ModelStore | Path | str, registry: Registry | Path | str,
-             version: str | None = None, *, lock_wait: float = 2.0) -> RollbackResult:
-    """Make an archived version current again and quarantine the uploads it did not learn
-    from but the rolled-back model did.
+             version: str | None = None, *, kind: str = DEFAULT_KIND,
+             lock_wait: float = 2.0) -> RollbackResult:
+    """Make an archived version of ``kind``'s model current again and, for the KDD model,
+    quarantine the uploads it did not learn from but the rolled-back model did.
 
     Default target: the version the current model replaced (its card's
     ``retraining.previous_version``), else the newest archived version created before it. The
@@ -34,10 +47,12 @@ def rollback(store: ModelStore | Path | str, registry: Registry | Path | str,
     stay quarantined until released). The uploads are quarantined before the model is
     swapped: a crash in between leaves them set aside, never the bad model's data back in the
     pool. Holds the retrain lock, so it never races a promotion (RetrainBusy while a retrain
-    runs). A folder for ``store`` or ``registry`` means its embedded backend.
+    runs). A folder for ``store`` (the model folder: ``kind``'s own is found in it) or
+    ``registry`` means its embedded backend.
     """
+    check_kind(kind)
     if isinstance(store, Path | str):
-        store = open_model_store(store)
+        store = open_model_store(store, kind=kind)
     if isinstance(registry, Path | str):
         registry = open_registry(registry)
     lock = registry.retrain_lock()
@@ -59,7 +74,7 @@ def rollback(store: ModelStore | Path | str, registry: Registry | Path | str,
             raise RetrainError(f"{target} is already the current model")
         chosen = store.load_version(target)
         quarantined: list[str] = []
-        if current is not None:
+        if current is not None and kind == LEARNS_FROM_UPLOADS:
             learned = trained_uploads(current.card) - trained_uploads(chosen.card)
             quarantined = registry.quarantine(learned)
         store.promote(target)

@@ -1,11 +1,13 @@
 """One recorded retrain run: read the training data and the kept uploads, train a candidate,
 judge it against the current model, promote it through the model store.
 
-Only uploads of the model's input kind feed it (a KDD model learns from KDD uploads, a Zeek
-model from Zeek uploads). Uploads already in a promoted model (``archived``) feed every later
-candidate too: each candidate is trained from scratch and would otherwise forget them. The
-gate judges on rows no anonymous uploader controls: the training file's held-out rows (which
-neither model fitted on) plus held-out rows of trusted uploads. Analysts' false positives
+Only the KDD model learns from uploads, and only from KDD uploads: a Zeek model is a
+baseline an admin trained (an uploader's unlabeled traffic is a claim, not a fact), so Zeek
+uploads feed no model and a run refuses a model folder whose current model is not KDD.
+Uploads already in a promoted model (``archived``) feed every later candidate too: each
+candidate is trained from scratch and would otherwise forget them. The gate judges on rows no
+anonymous uploader controls: the training file's held-out rows (which neither model fitted
+on) plus held-out rows of trusted uploads. Analysts' false positives
 join the fit set as normal rows (utils/retraining/feedback_rows.py); the gate still decides.
 """
 
@@ -27,7 +29,12 @@ from utils.registry import Registry, Upload
 from utils.retraining.feedback_rows import FeedbackRows, feedback_cap
 from utils.retraining.gate import gate, measure
 from utils.retraining.selection import UploadSelection
-from utils.retraining.settings import DEFAULT_TRAIN_FILE, RetrainError, RetrainSettings
+from utils.retraining.settings import (
+    DEFAULT_TRAIN_FILE,
+    LEARNS_FROM_UPLOADS,
+    RetrainError,
+    RetrainSettings,
+)
 from utils.schema import FEATURE_NAMES, NORMAL_LABEL
 from utils.thresholds import RULES
 from utils.training import (
@@ -94,7 +101,11 @@ def _run(settings: RetrainSettings, store: ModelStore, registry: Registry, run_i
         current = store.current()  # raises the ModelLoadError that says why
     stamp = store.stamp()
     card = current.card
-    kind = card.get("input_kind", "kdd")
+    kind = card.get("input_kind") or LEARNS_FROM_UPLOADS
+    if kind != LEARNS_FROM_UPLOADS:
+        raise RetrainError(
+            f"the current model was trained on {kind} input, and only a {LEARNS_FROM_UPLOADS} "
+            f"model learns from uploads ({kind} models come from baselines an admin trains)")
     split = card.get("training_data", {})
     fraction = float(split.get("validation_fraction") or 0.2)
     seed = int(split.get("split_random_state", card.get("random_state", 0)))

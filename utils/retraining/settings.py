@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.model_store import ModelStore, open_model_store
+from utils.model_store import DEFAULT_KIND, ModelStore, open_model_store
 
 DEFAULT_TRAIN_FILE = "KDDTrain+.txt"
 DEFAULT_TOLERANCE = 0.005
@@ -20,6 +20,10 @@ DEFAULT_MAX_ROWS_PER_UPLOAD = 2_000
 DEFAULT_MAX_ROWS_PER_CLIENT = 10_000
 DEFAULT_FEEDBACK_SHARE = 0.05  # analysts' false positives, per normal fit row of the file
 LOCK_WAIT_SECONDS = 5.0
+# The one input kind whose model learns from kept uploads. A Zeek model is a baseline of the
+# analyst's network that an admin trained; an anonymous uploader's unlabeled traffic saying
+# "this is normal here" is only a claim, so no Zeek upload ever trains a model.
+LEARNS_FROM_UPLOADS = DEFAULT_KIND
 
 
 class RetrainError(RuntimeError):
@@ -56,4 +60,7 @@ class RetrainSettings:
     store: ModelStore | None = None
 
     def model_store(self) -> ModelStore:
-        return self.store if self.store is not None else open_model_store(self.model_dir)
+        """The store of the model that learns from uploads (the KDD model's)."""
+        if self.store is not None:
+            return self.store
+        return open_model_store(self.model_dir, kind=LEARNS_FROM_UPLOADS)
