@@ -56,9 +56,12 @@ class BackendWatch:
 
     def _loop(self) -> None:
         while True:
-            self.sync_model()
-            if time.monotonic() - self._checked_at >= HEALTH_CHECK_SECONDS:
-                self.check()
+            try:
+                self.sync_model()
+                if time.monotonic() - self._checked_at >= HEALTH_CHECK_SECONDS:
+                    self.check()
+            except Exception:  # the thread is this worker's only way to learn of promotions
+                log.exception("backend check failed; trying again in %.1f s", self.interval)
             time.sleep(self.interval)
 
     def sync_model(self) -> dict[str, str]:
