@@ -1,12 +1,15 @@
 """Operator commands for the shared PostgreSQL registry (docs/CONFIG.md, "Several instances").
 
     python registry_admin.py upgrade                   create or upgrade the schema
-    python registry_admin.py status                    schema version, uploads, runs, model
-    python registry_admin.py import-sqlite [--data-dir data]
+    python registry_admin.py status                    schema version, uploads, runs, and the
+                                                       current model of each input kind
+    python registry_admin.py import-sqlite [--data-dir data] [--model-dir models]
                                                        move a one-machine registry in (once)
 
 The database is ``ANOMALYZE_DATABASE_URL`` (or ``--database-url``); with
-``ANOMALYZE_STORE_URL`` set, ``import-sqlite`` also uploads the kept files to the object store.
+``ANOMALYZE_STORE_URL`` set, ``import-sqlite`` also uploads the kept files to the object store,
+and every input kind's kept model versions (``versions/`` of its folder in the model folder),
+making each kind's local model the shared one where there is none yet.
 The API upgrades the schema itself when it starts; ``upgrade`` is for doing it beforehand (a
 deployment step). Both take the same advisory lock, so running them together is safe.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC
 from pathlib import Path
 
 from settings import parsers, script_settings
@@ -31,7 +35,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder of the SQLite registry to import "
                         "(default: $ANOMALYZE_DATA_DIR or data/)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="model folder whose versions import-sqlite uploads with a store "
+                        "(default: $ANOMALYZE_MODEL_DIR or models/)")
     return parser.parse_args(argv)
+
+
+def describe_pointer(row: dict | None) -> str:
+    """One kind's current model for ``status``: its version, since when, and the one before."""
+    if row is None:
+        return "none"
+    since = row["changed_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{row['version']} (since {since}; before it {row['previous_version'] or 'none'})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from utils.backend_errors import BackendUnavailable
     from utils.pg_registry import PostgresRegistry
-    from utils.pg_schema import SchemaTooNew, upgrade
+    from utils.pg_schema import SchemaTooNew, connect, schema_version, upgrade
 
     try:
         if args.command == "upgrade":
@@ -59,9 +74,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         registry = PostgresRegistry(url, args.data_dir or config["DATA_DIR"])
         if args.command == "status":
+            from utils.model_store import KINDS
+            from utils.shared_store import model_pointers
+
+            with connect(url) as conn:
+                print(f"schema version: {schema_version(conn)}")
             print(f"uploads: {registry.counts()}")
             print(f"counter and queue: {registry.state()}")
             print(f"runs: {registry.run_count()}; running: {registry.running_run() is not None}")
+            pointers = model_pointers(registry)
+            for kind in KINDS:
+                print(f"model {kind}: {describe_pointer(pointers.get(kind))}")
             return 0
         from utils.object_store import ObjectStore
         from utils.sqlite_import import ImportRefused, import_sqlite
@@ -74,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"imported {copied['uploads']} upload(s) and {copied['runs']} run(s); counter "
               f"{copied['uploads_since_retrain']}, queued requests {copied['requests']}")
+        if store is not None:
+            from utils.shared_store import SharedModels
+
+            models = SharedModels(registry, store)
+            for kind, done in models.import_folder(args.model_dir or config["MODEL_DIR"]).items():
+                print(f"model {kind}: {done['versions']} version(s) uploaded; current "
+                      f"{done['current'] or 'none'}")
         return 0
     except (BackendUnavailable, SchemaTooNew) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,9 +2,10 @@
 
 Opened once when the app is created, from ``ANOMALYZE_DATABASE_URL`` and
 ``ANOMALYZE_STORE_URL`` (neither set: SQLite and the local disk, as on one machine). With the
-object store, each worker process runs one background thread that keeps this instance's model
-folder on the shared current model (``SharedModels.sync``: one small query per
-``ANOMALYZE_MODEL_CHECK_INTERVAL``; the model holder then hot-swaps the replaced file as usual)
+object store, each worker process runs one background thread that keeps every input kind's
+model folder on that kind's shared current model (``SharedModels.sync``: one small query per
+``ANOMALYZE_MODEL_CHECK_INTERVAL``; the kind's model holder then hot-swaps the replaced file as
+usual)
 and notes whether the database and the store answer, which ``/health`` reports without
 waiting on a server that is away.
 
@@ -55,21 +56,25 @@ class BackendWatch:
 
     def _loop(self) -> None:
         while True:
-            self.sync_model()
-            if time.monotonic() - self._checked_at >= HEALTH_CHECK_SECONDS:
-                self.check()
+            try:
+                self.sync_model()
+                if time.monotonic() - self._checked_at >= HEALTH_CHECK_SECONDS:
+                    self.check()
+            except Exception:  # the thread is this worker's only way to learn of promotions
+                log.exception("backend check failed; trying again in %.1f s", self.interval)
             time.sleep(self.interval)
 
-    def sync_model(self) -> str | None:
+    def sync_model(self) -> dict[str, str]:
+        """Bring every kind's model folder to its pointer; the kinds synced now, by version."""
         if self.backends.models is None:
-            return None
+            return {}
         try:
             synced = self.backends.models.sync(self.backends.model_dir)
-        except (BackendUnavailable, OSError, ValueError) as exc:
+        except (BackendUnavailable, OSError, ValueError, RuntimeError) as exc:
             log.warning("model sync skipped: %s: %s", type(exc).__name__, exc)
-            return None
-        if synced:
-            log.info("shared model %s synced into the model folder", synced)
+            return {}
+        for kind, version in synced.items():
+            log.info("shared %s model %s synced into its model folder", kind, version)
         return synced
 
     def check(self) -> dict[str, Any]:
@@ -94,9 +99,9 @@ def init_app(app: Flask) -> Backends:
     watch = BackendWatch(backends, app.config["MODEL_CHECK_INTERVAL"] or 1.0)
     if backends.models is not None:
         try:
-            if backends.models.seed(backends.model_dir):
-                log.info("the local model became the shared current model")
-        except (BackendUnavailable, OSError) as exc:
+            for kind in backends.models.seed(backends.model_dir):
+                log.info("the local %s model became the shared current one", kind)
+        except (BackendUnavailable, OSError, ValueError) as exc:
             log.error("shared model not seeded: %s: %s", type(exc).__name__, exc)
         watch.sync_model()  # before the model holder loads: an empty folder gets the model
     if backends.shared:

@@ -110,8 +110,24 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (sha256, record)
     );
     """,
+    # One current model per input kind: the pointer becomes one row per kind and a version is
+    # named by (kind, version); the rows from before are the KDD model's.
+    MODEL_KINDS_MIGRATION := """
+    ALTER TABLE model_pointer DROP CONSTRAINT model_pointer_version_fkey;
+    ALTER TABLE model_versions ADD COLUMN kind TEXT NOT NULL DEFAULT 'kdd';
+    ALTER TABLE model_versions ALTER COLUMN kind DROP DEFAULT;
+    ALTER TABLE model_versions DROP CONSTRAINT model_versions_pkey;
+    ALTER TABLE model_versions ADD PRIMARY KEY (kind, version);
+    ALTER TABLE model_pointer DROP COLUMN id;
+    ALTER TABLE model_pointer ADD COLUMN kind TEXT NOT NULL DEFAULT 'kdd';
+    ALTER TABLE model_pointer ALTER COLUMN kind DROP DEFAULT;
+    ALTER TABLE model_pointer ADD PRIMARY KEY (kind);
+    ALTER TABLE model_pointer ADD FOREIGN KEY (kind, version)
+        REFERENCES model_versions (kind, version);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+MODEL_KINDS_VERSION = MIGRATIONS.index(MODEL_KINDS_MIGRATION) + 1
 
 
 class RegistryUnavailable(BackendUnavailable):
@@ -138,8 +154,10 @@ def schema_version(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def upgrade(url: str) -> tuple[int, int]:
-    """Bring the database to ``SCHEMA_VERSION``; returns (version before, version after).
+def upgrade(url: str, target: int = SCHEMA_VERSION) -> tuple[int, int]:
+    """Bring the database to ``target`` (default: the newest, ``SCHEMA_VERSION``); returns
+    (version before, version after). An earlier ``target`` builds a database as an older
+    release left it, to test the upgrade from there.
 
     Safe to run from several processes at once (the advisory lock) and again at any time (a
     current schema is left alone). SchemaTooNew if the database is ahead of this code.
@@ -155,7 +173,7 @@ def upgrade(url: str) -> tuple[int, int]:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} "
                          "(version INTEGER NOT NULL)")
             conn.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (0)")
-        for version in range(before + 1, SCHEMA_VERSION + 1):
+        for version in range(before + 1, target + 1):
             conn.execute(MIGRATIONS[version - 1])
             conn.execute(f"UPDATE {SCHEMA_TABLE} SET version = %s", (version,))
-    return before, SCHEMA_VERSION
+    return before, max(before, target)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.shared_models import card_version, fake_model
 from utils.object_store import ObjectStore
 from utils.pg_registry import PostgresRegistry
 from utils.pg_schema import SCHEMA_VERSION
 from utils.registry import SQLiteRegistry
-from utils.shared_store import StoreFiles
+from utils.shared_store import SharedModels, StoreFiles
 from utils.sqlite_import import ImportRefused, import_sqlite
 
 pytestmark = pytest.mark.e2e
@@ -97,3 +98,43 @@ def test_a_sqlite_registry_moves_its_files_to_the_object_store(pg_url, store_url
             upload.sha256)).read_bytes()
     with pytest.raises(ImportRefused):
         import_sqlite(tmp_path / "data", target, store)
+
+
+def test_status_names_each_input_kinds_current_model(pg_url, store_url, tmp_path):
+    env = {"ANOMALYZE_DATABASE_URL": pg_url}
+    empty = admin("status", env=env)
+    assert empty.returncode == 0, empty.stderr
+    assert f"schema version: {SCHEMA_VERSION}" in empty.stdout
+    assert "model kdd: none" in empty.stdout and "model zeek: none" in empty.stdout
+    models = SharedModels(PostgresRegistry(pg_url, tmp_path / "data"), ObjectStore(store_url))
+    models.publish(fake_model(tmp_path / "k1", "k1"), "kdd")
+    models.publish(fake_model(tmp_path / "z1", "z1", kind="zeek"), "zeek")
+    models.publish(fake_model(tmp_path / "z2", "z2", kind="zeek"), "zeek")
+    lines = admin("status", env=env).stdout.splitlines()
+    [kdd] = [line for line in lines if line.startswith("model kdd: ")]
+    [zeek] = [line for line in lines if line.startswith("model zeek: ")]
+    assert kdd.startswith("model kdd: k1 (since ") and kdd.endswith("; before it none)")
+    assert zeek.startswith("model zeek: z2 (since ") and zeek.endswith("; before it z1)")
+
+
+def test_import_with_a_store_takes_every_kinds_kept_model_versions_along(
+        pg_url, store_url, tmp_path):
+    sqlite_registry(tmp_path / "data")
+    model_dir = tmp_path / "models"  # one machine's: KDD k1 then k2, Zeek z1, all kept
+    fake_model(model_dir, "k1", keep_version=True)
+    fake_model(model_dir, "k2", keep_version=True, created="2026-01-02T00:00:00Z")
+    fake_model(model_dir / "zeek", "z1", kind="zeek", keep_version=True)
+    result = admin("import-sqlite", "--data-dir", str(tmp_path / "data"), "--model-dir",
+                   str(model_dir), env={"ANOMALYZE_DATABASE_URL": pg_url,
+                                        "ANOMALYZE_STORE_URL": store_url})
+    assert result.returncode == 0, result.stderr
+    assert "imported 12 upload(s)" in result.stdout
+    assert "model kdd: 2 version(s) uploaded; current k2" in result.stdout
+    assert "model zeek: 1 version(s) uploaded; current z1" in result.stdout
+    models = SharedModels(PostgresRegistry(pg_url, tmp_path / "other"), ObjectStore(store_url))
+    assert [v["version"] for v in models.versions("kdd")] == ["k1", "k2"]
+    assert [v["version"] for v in models.versions("zeek")] == ["z1"]
+    serving = tmp_path / "instance" / "models"
+    assert models.sync(serving) == {"kdd": "k2", "zeek": "z1"}
+    assert card_version(serving / "zeek") == "z1"
+    assert models.rollback() == ("k2", "k1", [])  # the kept versions are the shared ones now

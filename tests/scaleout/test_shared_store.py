@@ -6,29 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.shared_models import fake_model
 from tests.helpers.waiting import poll
 from utils.model_store import CARD_FILE, MODEL_FILE
 from utils.object_store import CorruptObject, ObjectStore, StoreUnavailable
 from utils.shared_store import SharedStoreRegistry
 
 pytestmark = pytest.mark.e2e
-
-
-def fake_model(folder: Path, version: str, *, uploads: list[str] = (),
-               previous: str | None = None, created: str = "2026-01-01T00:00:00Z") -> Path:
-    """A model folder with distinct bytes per version (syncing never unpickles it)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MODEL_FILE).write_bytes(f"model {version}".encode() * 1000)
-    card = {"model_version": version, "created_at": created,
-            "training_data": {"uploads": {"sha256": list(uploads)}}}
-    if previous:
-        card["retraining"] = {"previous_version": previous}
-    (folder / CARD_FILE).write_text(json.dumps(card))
-    return folder
 
 
 def keep(registry, data: bytes):
@@ -63,11 +50,11 @@ def test_a_promotion_reaches_every_instance_folder_and_a_rollback_too(pg_url, st
     registry = SharedStoreRegistry(pg_url, tmp_path / "data", store, tmp_path / "work")
     models = registry.models
     first = fake_model(tmp_path / "first", "v1")
-    assert models.seed(first)
-    assert not models.seed(fake_model(tmp_path / "other", "v0"))  # only the first seeds
+    assert models.seed(first) == ["kdd"]
+    assert models.seed(fake_model(tmp_path / "other", "v0")) == []  # only the first seeds
     instance_a, instance_b = tmp_path / "a", tmp_path / "b"
-    assert models.sync(instance_a) == "v1" and models.sync(instance_b) == "v1"
-    assert models.sync(instance_a) is None  # nothing new
+    assert models.sync(instance_a) == {"kdd": "v1"} and models.sync(instance_b) == {"kdd": "v1"}
+    assert models.sync(instance_a) == {}  # nothing new
     kept = keep(registry, b"learned\n").upload.sha256
     # a retrain: its working folder holds the candidate, the run closes as promoted
     run = registry.start_run(trigger="test", previous_version="v1")
@@ -76,16 +63,16 @@ def test_a_promotion_reaches_every_instance_folder_and_a_rollback_too(pg_url, st
                created="2026-01-02T00:00:00Z")
     registry.finish_run(run, "promoted", "fine", version="v2")
     assert models.current()["version"] == "v2"
-    assert models.sync(instance_a) == "v2"
+    assert models.sync(instance_a) == {"kdd": "v2"}
     assert (instance_a / MODEL_FILE).read_bytes() == (registry.model_dir / MODEL_FILE).read_bytes()
     assert json.loads((instance_a / CARD_FILE).read_text())["model_version"] == "v2"
     assert [v["version"] for v in models.versions()] == ["v1", "v2"]
     previous, now, quarantined = models.rollback()
     assert (previous, now, quarantined) == ("v2", "v1", [kept])
     assert registry.find(kept).status == "quarantined"
-    assert models.sync(instance_b) is None  # it never left v1: nothing to fetch
+    assert models.sync(instance_b) == {}  # it never left v1: nothing to fetch
     assert json.loads((instance_b / CARD_FILE).read_text())["model_version"] == "v1"
-    assert models.sync(instance_a) == "v1"
+    assert models.sync(instance_a) == {"kdd": "v1"}
 
 
 def test_a_local_write_that_was_never_promoted_is_replaced_by_the_pointer_model(
@@ -94,9 +81,9 @@ def test_a_local_write_that_was_never_promoted_is_replaced_by_the_pointer_model(
                                    tmp_path / "work")
     registry.models.seed(fake_model(tmp_path / "first", "v1"))
     work = registry.model_dir
-    assert registry.models.sync(work) == "v1"
+    assert registry.models.sync(work) == {"kdd": "v1"}
     fake_model(work, "v2-killed-before-commit")
-    assert registry.models.sync(work) == "v1"
+    assert registry.models.sync(work) == {"kdd": "v1"}
 
 
 def test_a_stopped_store_refuses_uploads_and_recovers(s3_server, pg_url, store_url, tmp_path):
