@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from utils.baseline.k_rule import K_MIN, MIN_FIT_ROWS, ROWS_PER_CLUSTER
-from utils.baseline.slices import malicious_mask, temporal_slices
+from utils.baseline.slices import fit_positions, malicious_mask, temporal_slices
 from utils.readers.records import ParsedRecords
 from utils.schema import NORMAL_LABEL
 
@@ -226,8 +226,7 @@ def _warnings(records: ParsedRecords, report: dict, talkers: pd.DataFrame,
 
 
 def _fit_rows(records: ParsedRecords, ts: np.ndarray) -> int:
-    fit = temporal_slices(ts)["fit"]
-    return int(np.sum(~malicious_mask(records.labels, len(records))[fit]))
+    return len(fit_positions(temporal_slices(ts), malicious_mask(records.labels, len(records))))
 
 
 def _warning(code: str, message: str, hosts) -> dict:

@@ -33,6 +33,11 @@ def temporal_slices(ts: np.ndarray | pd.Series) -> dict[str, np.ndarray]:
             "newest": order[threshold_end:]}
 
 
+def fit_positions(slices: dict[str, np.ndarray], malicious: np.ndarray) -> np.ndarray:
+    """The rows the model is fitted on: the fit slice without rows labeled malicious."""
+    return slices["fit"][~malicious[slices["fit"]]]
+
+
 def malicious_mask(labels: pd.Series | None, rows: int) -> np.ndarray:
     """Rows labeled as anything but normal. Unlabeled rows (no label column, or an unknown
     label such as Stratosphere's Background) count as normal: that is what a baseline of

@@ -28,6 +28,7 @@ from utils.baseline.slices import (
     NEWEST_FRACTION,
     SLICE_NAMES,
     THRESHOLD_FRACTION,
+    fit_positions,
     malicious_mask,
     temporal_slices,
 )
@@ -103,7 +104,7 @@ def train_baseline(
     ts = kept.identity["ts"].to_numpy(dtype=float)
     slices = temporal_slices(ts)
     malicious = malicious_mask(kept.labels, len(kept))
-    fit_rows = slices["fit"][~malicious[slices["fit"]]]
+    fit_rows = fit_positions(slices, malicious)
     if len(fit_rows) < MIN_FIT_ROWS:
         raise ValueError(
             f"the baseline leaves {len(fit_rows):,} rows to fit on (the oldest "
