@@ -14,7 +14,7 @@ from utils.model_store import CARD_FILE, MODEL_FILE, VERSIONS_DIR, kind_model_di
 @pytest.fixture(scope="module")
 def conn_log(tmp_path_factory):
     path = tmp_path_factory.mktemp("logs") / "conn.log"
-    path.write_bytes(tsv_log(baseline_rows(1500, hours=48, scanner="10.9.9.9",
+    path.write_bytes(tsv_log(baseline_rows(2000, hours=48, scanner="10.9.9.9",
                                            scan_targets=120)))
     return path
 
@@ -28,7 +28,7 @@ def run(capsys, *args):
 def test_report_only_prints_the_health_report_and_writes_nothing(conn_log, tmp_path, capsys):
     code, out, _ = run(capsys, "--train", conn_log, "--model-dir", tmp_path, "--report-only")
     assert code == 0
-    assert "baseline: 1,620 connections" in out
+    assert "baseline: 2,120 connections" in out
     assert "WARNING [possible_scanner]" in out and "10.9.9.9" in out
     assert not any(tmp_path.iterdir())
 
@@ -37,7 +37,7 @@ def test_a_zeek_baseline_goes_to_the_zeek_folder_after_its_report(conn_log, tmp_
     code, out, _ = run(capsys, "--train", conn_log, "--model-dir", tmp_path,
                        "--exclude-host", "10.9.9.9", "--exclude-range", "0/1")
     assert code == 0
-    assert out.index("excluded 120 of 1,620 rows") < out.index("baseline: 1,500 connections")
+    assert out.index("excluded 120 of 2,120 rows") < out.index("baseline: 2,000 connections")
     assert out.index("no warnings") < out.index("zeek model ")
     assert "gate: first zeek model: promoted" in out
     folder = kind_model_dir(tmp_path, "zeek")
