@@ -1,22 +1,39 @@
 """Train the detector and write models/ (model.joblib + model_card.json) atomically.
 
     python train_model.py [--train data/KDDTrain+.txt] [--seed 0] [--model-dir models]
+
+A Zeek conn.log trains a baseline of your own network (utils/baseline/, docs/ZEEK.md
+"Baselines") into the Zeek model's folder (models/zeek/): its health report is printed
+first, and hosts or time ranges can be left out:
+
+    python train_model.py --train conn.log --report-only
+    python train_model.py --train conn.log --exclude-host 10.0.0.5 \\
+        --exclude-range 2026-11-20T00:00Z/2026-11-20T06:00Z
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 from settings import script_settings
+from utils.baseline.exclusions import Exclusions
+from utils.baseline.gate import baseline_gate
+from utils.baseline.health import format_report, health_report
+from utils.baseline.training import DEFAULT_TARGET_FPR, train_baseline
 from utils.cli import format_metrics, progress
 from utils.dataset import sha256_file
-from utils.model_store import save_model
-from utils.readers import InputFormatError, read_records
+from utils.model_store import LocalModelStore, ModelLoadError, kind_model_dir, save_model
+from utils.readers import InputFormatError, ParsedRecords, read_records
 from utils.thresholds import RULES
 from utils.training import DEFAULT_N_CLUSTERS, train
+
+# Options that only mean something for one input kind: naming one for the other is an error.
+_KDD_ONLY = ("threshold_rule", "validation_fraction")
+_ZEEK_ONLY = ("exclude_host", "exclude_range", "report_only")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,14 +43,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="labeled KDD/NSL-KDD file or Zeek conn.log "
                         "(default: data/KDDTrain+.txt)")
     parser.add_argument("--model-dir", type=Path, default=None,
-                        help="where to write the model (default: $ANOMALYZE_MODEL_DIR or models/)")
+                        help="where to write the model (default: $ANOMALYZE_MODEL_DIR or "
+                        "models/); a Zeek model goes to its zeek/ folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (split and K-means)")
-    parser.add_argument("--k", default=",".join(map(str, DEFAULT_N_CLUSTERS)),
-                        help="comma-separated k of the 5 K-means models")
-    parser.add_argument("--threshold-rule", choices=RULES, default="balanced-f1")
+    parser.add_argument("--k", default=None,
+                        help="comma-separated k of the 5 K-means models (default: KDD "
+                        f"{','.join(map(str, DEFAULT_N_CLUSTERS))}; Zeek: the k rule)")
+    parser.add_argument("--threshold-rule", choices=RULES, default=None,
+                        help="KDD input (default balanced-f1)")
     parser.add_argument("--target-fpr", type=float, default=None,
-                        help="with --threshold-rule fpr: false-positive rate on validation normals")
-    parser.add_argument("--validation-fraction", type=float, default=0.2)
+                        help="KDD with --threshold-rule fpr: false-positive rate on validation "
+                        f"normals; Zeek: on the threshold slice (default {DEFAULT_TARGET_FPR})")
+    parser.add_argument("--validation-fraction", type=float, default=None,
+                        help="KDD input (default 0.2)")
+    zeek = parser.add_argument_group("Zeek baselines")
+    zeek.add_argument("--exclude-host", action="append", default=None, metavar="IP|CIDR",
+                      help="leave out connections from or to this host or network (repeatable)")
+    zeek.add_argument("--exclude-range", action="append", default=None, metavar="START/END",
+                      help="leave out connections with START <= ts < END, epoch seconds or "
+                      "ISO 8601 (repeatable)")
+    zeek.add_argument("--report-only", action="store_true", default=None,
+                      help="print the health report and stop")
     return parser.parse_args(argv)
 
 
@@ -52,12 +82,28 @@ def main(argv: list[str] | None = None) -> int:
     except InputFormatError as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
-    progress(f"{len(records):,} rows ({records.input_kind}); hashing the file")
+    misplaced = [name for name in (_ZEEK_ONLY if records.input_kind == "kdd" else _KDD_ONLY)
+                 if getattr(args, name) is not None]
+    if misplaced:
+        option = "--" + misplaced[0].replace("_", "-")
+        print(f"error: {option} does not apply to {records.input_kind} input", file=sys.stderr)
+        return 2
+    progress(f"{len(records):,} rows ({records.input_kind})")
+    if records.input_kind == "zeek":
+        return train_zeek(args, records, path, model_dir, started)
+    return train_kdd(args, records, path, model_dir, started)
+
+
+def train_kdd(args: argparse.Namespace, records: ParsedRecords, path: Path, model_dir: Path,
+              started: float) -> int:
+    progress("hashing the file")
     source = {"file": path.name, "sha256": sha256_file(path)}
-    result = train(records, n_clusters=[int(k) for k in args.k.split(",")],
-                   random_state=args.seed, validation_fraction=args.validation_fraction,
-                   threshold_rule=args.threshold_rule, target_fpr=args.target_fpr,
-                   source=source, progress=progress)
+    n_clusters = [int(k) for k in args.k.split(",")] if args.k else DEFAULT_N_CLUSTERS
+    result = train(records, n_clusters=n_clusters, random_state=args.seed,
+                   validation_fraction=(0.2 if args.validation_fraction is None
+                                        else args.validation_fraction),
+                   threshold_rule=args.threshold_rule or "balanced-f1",
+                   target_fpr=args.target_fpr, source=source, progress=progress)
     progress(f"writing {model_dir} (atomically)")
     save_model(result.pipeline, result.card, model_dir)
     card = result.card
@@ -66,6 +112,55 @@ def main(argv: list[str] | None = None) -> int:
     if card["validation_metrics"]:
         print(f"validation (held-out rows of {path.name}; never KDDTest+):")
         print(format_metrics(card["validation_metrics"]))
+    return 0
+
+
+def train_zeek(args: argparse.Namespace, records: ParsedRecords, path: Path, model_dir: Path,
+               started: float) -> int:
+    """Health report, then (unless --report-only) the baseline, written as the current Zeek
+    model. The gate's comparison with the model it replaces is printed, not enforced: running
+    this command is the admin's decision (web baseline jobs hold a model the gate refuses)."""
+    try:
+        exclusions = Exclusions(hosts=tuple(args.exclude_host or ()),
+                                ranges=tuple(args.exclude_range or ()))
+        kept, counts = exclusions.apply(records)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if exclusions:
+        print(f"excluded {counts['excluded']:,} of {counts['rows']:,} rows: "
+              + ", ".join(f"{item} {n:,}" for item, n in
+                          {**counts["by_host"], **counts["by_range"]}.items()))
+    print(format_report(health_report(kept)), flush=True)
+    if args.report_only:
+        return 0
+    progress("hashing the file")
+    try:
+        result = train_baseline(
+            records, exclusions=exclusions, random_state=args.seed,
+            target_fpr=DEFAULT_TARGET_FPR if args.target_fpr is None else args.target_fpr,
+            n_clusters=[int(k) for k in args.k.split(",")] if args.k else None,
+            source={"file": path.name, "sha256": sha256_file(path)}, progress=progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = LocalModelStore(kind_model_dir(model_dir, "zeek"))
+    current = None
+    with contextlib.suppress(ModelLoadError):
+        current = store.current()
+    _, reason, _ = baseline_gate(current, result, result.newest)
+    progress(f"writing {store.model_dir} (atomically, the previous model kept in versions/)")
+    store.promote(store.keep(result.pipeline, result.card))
+    card, figures = result.card, result.figures
+    print(f"zeek model {card['model_version']}: k={card['k_values']} on "
+          f"{card['training_data']['fit_rows']:,} fit rows, threshold {card['threshold']:.4f} "
+          f"({card['target_fpr']:.2%} of the threshold slice), trained in "
+          f"{time.perf_counter() - started:.1f} s")
+    print(f"newest slice ({figures['rows']:,} rows, never trained on): " + ", ".join(
+        f"{name} {figures[key]:.4f}" for key, name in (
+            ("false_alarm_rate", "false-alarm rate"), ("recall", "recall"), ("auroc", "AUROC"))
+        if figures[key] is not None))
+    print(f"gate: {reason}")
     return 0
 
 

@@ -52,6 +52,8 @@ def render_markdown(results: dict) -> str:
         lines += _http_section(results["http"])
     if "zeek" in results:
         lines += _zeek_section(results["zeek"], results.get("plots", {}))
+    if "zeek_baselines" in results:
+        lines += _zeek_baselines_section(results["zeek_baselines"])
     if "zeek_memory" in results:
         lines += _zeek_memory_section(results["zeek_memory"])
     if "watch" in results:
@@ -556,6 +558,29 @@ def _zeek_section(zeek: dict, plots: dict) -> list[str]:
     if "zeek_roc" in plots:
         lines += [f"![zeek_roc]({plots['zeek_roc']})", ""]
     return lines
+
+
+def _zeek_baselines_section(baselines: dict) -> list[str]:
+    lines = ["### Baselines: first half by ts, second half scored", ""]
+    if "skipped" in baselines:
+        return [*lines, f"Not measured: {baselines['skipped']}.", ""]
+    lines += ["`benchmarks.zeek_k_rule.run_baselines`: each sample's first half is one baseline "
+              "(`utils.baseline.training.train_baseline`, k rule m = "
+              f"{baselines['rows_per_cluster']}, seed 0), with its labels (malicious rows left "
+              "out) and without them (every row normal, the attack included); the second half "
+              "is only scored. FPR benign: on Benign rows; false alarms: on every row not "
+              "labeled malicious (Background too). An unlabeled baseline that holds the attack "
+              "learns it as normal: its health warnings are what flag it.", ""]
+    rows = []
+    for entry in baselines["checks"]:
+        second = entry["second_half"]
+        rows.append([entry["sample"], entry["baseline"],
+                     f"{entry['k_values'][0]}..{entry['k_values'][-1]}", num(second["auroc"]),
+                     pct(second["recall"]), pct(second["fpr_benign"]),
+                     pct(second["false_alarm_rate_not_malicious"]),
+                     ", ".join(entry["health_warnings"]) or "none"])
+    return lines + table(["sample", "baseline", "k", "AUROC", "recall", "FPR benign",
+                          "false alarms", "health warnings"], rows)
 
 
 def _registry_section(registry: dict) -> list[str]:

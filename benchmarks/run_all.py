@@ -5,14 +5,15 @@
     python -m benchmarks.run_all --from-json benchmarks/results/latest.json  # re-render only
 
 Sections: quality (NSL-KDD detection vs baselines), throughput (in-process), zeek (feature
-derivation speed, temporal-split detection), zeek_memory (a gzip conn.log inflating to
-1000 MiB posted to gunicorn: the worker's peak memory), watch (the live watcher as a process:
-sustained rate and lag at 1,000 and 20,000 connections/s written, memory after 1 M and 10 M
-connections; --watch-seconds and --watch-memory-rows make it quicker), http
-(benchmarks/bench_http.py, skipped with a note when missing), registry (keeping an upload:
-SQLite vs PostgreSQL vs PostgreSQL + S3, benchmarks/registry_bench.py), dask (score_logs.py on
-1 and 2 local workers over a generated 5 M-row Zeek archive and KDD file; ``--dask-rows`` for
-a quicker run). Progress goes to stderr.
+derivation speed, temporal-split detection), zeek_baselines (each shared Zeek sample's first
+half as a baseline, labeled and unlabeled, its second half scored), zeek_memory (a gzip
+conn.log inflating to 1000 MiB posted to gunicorn: the worker's peak memory), watch (the
+live watcher as a process: sustained rate and lag at 1,000 and 20,000 connections/s written,
+memory after 1 M and 10 M connections; --watch-seconds and --watch-memory-rows make it
+quicker), http (benchmarks/bench_http.py, skipped with a note when missing), registry
+(keeping an upload: SQLite vs PostgreSQL vs PostgreSQL + S3, benchmarks/registry_bench.py),
+dask (score_logs.py on 1 and 2 local workers over a generated 5 M-row Zeek archive and KDD
+file; ``--dask-rows`` for a quicker run). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from utils.cli import progress
 from utils.durable_files import atomic_write_bytes
 from utils.model_store import load_model
 
-SECTIONS = ("quality", "throughput", "zeek", "zeek_memory", "watch", "http", "registry",
-            "dask")
+SECTIONS = ("quality", "throughput", "zeek", "zeek_baselines", "zeek_memory", "watch", "http",
+            "registry", "dask")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ZEEK_FILE = "ctu-botnet-4.conn.log.labeled"
 SCHEMA = "anomalyze-bench/1"
@@ -130,6 +131,10 @@ def run(sections: list[str], notes: list[str], config: dict,
         else:
             results["zeek"] = {"skipped": f"{zeek_path} not found (set ANOMALYZE_ZEEK_DIR)"}
             progress(f"zeek: skipped ({results['zeek']['skipped']})")
+    if "zeek_baselines" in sections:
+        from benchmarks.zeek_k_rule import run_baselines
+
+        results["zeek_baselines"] = run_baselines(config["ZEEK_DIR"], progress)
     if "zeek_memory" in sections:
         from benchmarks.zeek_bench import large_upload_memory
 

@@ -127,38 +127,51 @@ def train(
         rule = threshold_rule
         metrics = evaluate(records.labels[val_mask], val_scores > detector.threshold_,
                            val_scores)
+    training_data = {
+        **(source or {}),
+        "rows": len(records),
+        "normal_rows": int(np.sum(cats == "Normal")),
+        "unlabeled_rows": int(np.sum(cats == "Unlabeled")),
+        "fit_rows": len(fit_features),
+        "calibration_rows": len(detector.calibration_scores_),
+        "validation_rows": int(val_mask.sum()),
+        "validation_fraction": validation_fraction if has_attacks else 0.0,
+        "split_random_state": random_state,
+    }
+    card = model_card(pipeline, input_kind=records.input_kind, n_clusters=n_clusters,
+                      random_state=random_state, threshold_rule=rule, target_fpr=target_fpr,
+                      training_data=training_data, validation_metrics=metrics)
+    return TrainingResult(pipeline, card, val_scores, val_cats)
+
+
+def model_card(pipeline: Pipeline, *, input_kind: str, n_clusters: Sequence[int],
+               random_state: int, threshold_rule: str, target_fpr: float | None,
+               training_data: dict, validation_metrics: dict | None) -> dict:
+    """The model card of a fitted pipeline whose threshold is set: its version (creation
+    time and a digest of the fitted centroids and weights), what it is, and how it was
+    trained (``training_data``, ``validation_metrics``)."""
+    detector = pipeline[-1]
     created = utc_now()
     digest = hashlib.sha256(np.concatenate(
         [e.cluster_centers_.ravel() for e in detector.estimators_]
         + [detector.model_weights_]).tobytes()).hexdigest()
-    card = {
+    return {
         "model_version": new_version(created, digest),
         "created_at": created.isoformat().replace("+00:00", "Z"),
-        "input_kind": records.input_kind,
+        "input_kind": input_kind,
         "n_models": len(detector.estimators_),
         "k_values": [int(k) for k in n_clusters],
         "model_weights": [float(w) for w in detector.model_weights_],
         "random_state": random_state,
         "threshold": detector.threshold_,
-        "threshold_rule": rule,
+        "threshold_rule": threshold_rule,
         "target_fpr": target_fpr,
         "severity_edges": [float(e) for e in detector.severity_edges()],
         "feature_names": list(FEATURE_NAMES),
-        "training_data": {
-            **(source or {}),
-            "rows": len(records),
-            "normal_rows": int(np.sum(cats == "Normal")),
-            "unlabeled_rows": int(np.sum(cats == "Unlabeled")),
-            "fit_rows": len(fit_features),
-            "calibration_rows": len(detector.calibration_scores_),
-            "validation_rows": int(val_mask.sum()),
-            "validation_fraction": validation_fraction if has_attacks else 0.0,
-            "split_random_state": random_state,
-        },
-        "validation_metrics": metrics,
+        "training_data": training_data,
+        "validation_metrics": validation_metrics,
         "library_versions": library_versions(),
     }
-    return TrainingResult(pipeline, card, val_scores, val_cats)
 
 
 def validation_mask(records: ParsedRecords, card: dict, file_sha256: str) -> np.ndarray:

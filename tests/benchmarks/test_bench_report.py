@@ -160,6 +160,20 @@ def test_large_zeek_upload_memory_is_tabulated_and_in_the_headlines(results):
     assert "Not measured: sample not found." in render_markdown(results)
 
 
+def test_zeek_baselines_are_tabulated_with_their_health_warnings(results):
+    second = {"auroc": 0.39, "recall": 0.0134, "fpr_benign": 0.0035,
+              "false_alarm_rate_not_malicious": 0.0035}
+    results["zeek_baselines"] = {"rows_per_cluster": 64, "checks": [
+        {"sample": "ctu-botnet-4", "baseline": "unlabeled", "k_values": [71, 107],
+         "second_half": second, "health_warnings": ["possible_scanner"]}]}
+    text = render_markdown(results)
+    assert ("| ctu-botnet-4 | unlabeled | 71..107 | 0.3900 | 1.34% | 0.35% | 0.35% | "
+            "possible_scanner |") in text
+    assert "k rule m = 64" in text
+    results["zeek_baselines"] = {"skipped": "no samples"}
+    assert "Not measured: no samples." in render_markdown(results)
+
+
 @pytest.mark.slow
 def test_write_outputs_writes_json_markdown_and_png_plots(results, tmp_path):
     write_outputs(results, tmp_path)

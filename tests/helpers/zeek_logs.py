@@ -91,3 +91,47 @@ def zeek_sample() -> bytes:
             rows.append([f"{1700000000 + i}.5", f"=cmd{i}", "10.0.0.9", str(port), "10.0.0.2",
                          str(1000 + i), "tcp", "-", "-", "-", "-", "S0", "Malicious"])
     return tsv_log(rows, close=False)
+
+
+BASELINE_START = 1_764_000_000.0  # 2025-11-24T16:00:00Z
+
+
+def baseline_rows(count: int, seed: int = 0, *, hours: float = 48.0,
+                  start: float = BASELINE_START, scanner: str | None = None,
+                  scan_targets: int = 0, malicious_share: float = 0.0,
+                  label: bool = True) -> list[list[str]]:
+    """A baseline of a small office in ts order: ``count`` connections over ``hours`` from 20
+    clients (10.1.0.x) to 6 servers (10.0.0.x) on web, DNS and SSH, all completing (SF).
+
+    ``scanner`` adds ``scan_targets`` failed connections (S0 / REJ) from that host to as many
+    distinct hosts and ports of 10.2.0.0/16, spread over the period. ``malicious_share`` of
+    the clients' connections are labeled Malicious (they are otherwise ordinary); with
+    ``label`` False the rows have no label field (write them with FIELDS_UNLABELED).
+    """
+    rng = np.random.default_rng(seed)
+    ts = np.sort(start + rng.uniform(0, hours * 3600, count))
+    services = [("tcp", 80, "http"), ("tcp", 443, "ssl"), ("udp", 53, "dns"),
+                ("tcp", 22, "ssh")]
+    rows = []
+    for i, moment in enumerate(ts.tolist()):
+        proto, port, service = services[int(rng.integers(len(services)))]
+        server = f"10.0.0.{int(rng.integers(1, 7))}"
+        tag = "Malicious" if rng.random() < malicious_share else "Benign"
+        rows.append([f"{moment:.6f}", f"Cb{seed}x{i}", f"10.1.0.{int(rng.integers(1, 21))}",
+                     str(int(rng.integers(1024, 65536))), server, str(port), proto, service,
+                     f"{rng.exponential(0.5):.6f}", str(int(rng.integers(50, 2000))),
+                     str(int(rng.integers(100, 40000))), "SF", tag])
+    if scanner:
+        scan_ts = np.sort(start + rng.uniform(0, hours * 3600, scan_targets))
+        for j, moment in enumerate(scan_ts.tolist()):
+            rows.append([f"{moment:.6f}", f"Cs{seed}x{j}", scanner,
+                         str(int(rng.integers(1024, 65536))), f"10.2.{j // 250}.{j % 250 + 1}",
+                         str(1 + j), "tcp", "-", "-", "-", "-",
+                         "S0" if j % 2 else "REJ", "Benign"])
+        rows.sort(key=lambda row: float(row[0]))
+    if not label:
+        rows = [row[:-1] for row in rows]
+    return rows
+
+
+FIELDS_UNLABELED = FIELDS[:-1]

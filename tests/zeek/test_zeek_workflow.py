@@ -66,18 +66,21 @@ def test_a_zeek_log_without_the_needed_fields_is_a_clear_400(client):
 
 @pytest.mark.slow
 def test_train_model_learns_own_traffic_from_a_conn_log(tmp_path):
-    """`train_model.py --train conn.log`: malicious rows excluded, the card says zeek."""
+    """`train_model.py --train conn.log`: a baseline in the Zeek model's folder, malicious
+    rows left out of the fit, the KDD model's place untouched."""
     path = sample("ctu-botnet-4.conn.log.labeled")
     done = subprocess.run(
         [sys.executable, "train_model.py", "--train", str(path), "--model-dir", str(tmp_path)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert "WARNING [possible_scanner]" in done.stdout
+    assert not (tmp_path / "model_card.json").exists()
+    card = json.loads((tmp_path / "zeek" / "model_card.json").read_text())
     assert card["input_kind"] == "zeek"
     data = card["training_data"]
-    assert data["normal_rows"] == 19460
-    # fitted on benign rows of the 80% split only: never more rows than that
-    assert data["fit_rows"] <= round(19460 * 0.8) + 1
+    assert data["normal_rows"] == 19460 and data["malicious_rows"] == 3453
+    # fitted on the benign rows of the oldest 60% only: never more rows than that
+    assert data["fit_rows"] <= round(22913 * 0.6)
 
 
 @pytest.mark.slow

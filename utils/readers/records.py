@@ -137,3 +137,51 @@ def slice_records(records: ParsedRecords, start: int, stop: int) -> ParsedRecord
         input_kind=records.input_kind,
         numbered=records.numbered,
     )
+
+
+def take_records(records: ParsedRecords, rows: np.ndarray) -> ParsedRecords:
+    """The rows at positions ``rows`` (or where a boolean mask is true) of ``records``, in
+    that order, keeping their index (each row's number in its input)."""
+
+    def part(frame):
+        return None if frame is None else frame.iloc[rows]
+
+    return ParsedRecords(
+        features=part(records.features),
+        labels=part(records.labels),
+        difficulty=part(records.difficulty),
+        identity=part(records.identity),
+        input_kind=records.input_kind,
+        numbered=records.numbered,
+    )
+
+
+def concat_records(parts: Iterable[ParsedRecords]) -> ParsedRecords:
+    """Several inputs of one kind as one (e.g. a baseline of several conn.logs): rows are
+    renumbered from 0, and labels are None only when no part has a label column."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("no records to concatenate")
+    kinds = {part.input_kind for part in parts}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot mix input kinds {sorted(kinds)} in one set of records")
+
+    def joined(name: str) -> pd.DataFrame | pd.Series | None:
+        frames = [getattr(part, name) for part in parts]
+        if all(frame is None for frame in frames):
+            return None
+        if name == "labels":  # a part without labels is unlabeled: its rows are unknown
+            frames = [pd.Series(pd.NA, index=part.features.index, dtype=object)
+                      if frame is None else frame.astype(object)
+                      for part, frame in zip(parts, frames, strict=True)]
+        elif any(frame is None for frame in frames):
+            return None
+        return pd.concat(frames, ignore_index=True)
+
+    return ParsedRecords(
+        features=pd.concat([part.features for part in parts], ignore_index=True),
+        labels=joined("labels"),
+        difficulty=joined("difficulty"),
+        identity=joined("identity"),
+        input_kind=kinds.pop(),
+    )
