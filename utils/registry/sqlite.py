@@ -39,6 +39,7 @@ from utils.registry.kept_files import (
     stored_file_name,
 )
 from utils.registry.sqlite_analyst import SQLiteAnalystTables
+from utils.registry.sqlite_baseline import SQLiteBaselineJobs
 from utils.registry.sqlite_connection import SQLiteDatabase
 from utils.registry.sqlite_schema import create_schema
 
@@ -68,7 +69,7 @@ def _quota_refusal(quota: UploadQuota, db: sqlite3.Connection, size: int,
     return quota.refusal(total, recent, size)
 
 
-class SQLiteRegistry(SQLiteAnalystTables):
+class SQLiteRegistry(SQLiteAnalystTables, SQLiteBaselineJobs):
     """utils.registry.interface.Registry on ``<data_dir>/anomalyze.sqlite3`` and the kept
     files under ``<data_dir>/uploaded_logs/``; safe to share between threads and across a
     fork."""
