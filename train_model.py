@@ -1,6 +1,11 @@
 """Train the detector and write models/ (model.joblib + model_card.json) atomically.
 
     python train_model.py [--train data/KDDTrain+.txt] [--seed 0] [--model-dir models]
+    python train_model.py --job ID [--model-dir models] [--data-dir data]
+
+--job runs one baseline job that an admin queued through the API (POST /api/models/baseline):
+the API starts it in the background; exit code 0 when the job ended (promoted, held,
+reported or rejected), 1 when it failed, 4 when another process runs it.
 """
 
 from __future__ import annotations
@@ -34,12 +39,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target-fpr", type=float, default=None,
                         help="with --threshold-rule fpr: false-positive rate on validation normals")
     parser.add_argument("--validation-fraction", type=float, default=0.2)
+    parser.add_argument("--job", type=int, default=None,
+                        help="run the queued baseline job with this id (the API starts it)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="with --job: the data folder holding the registry "
+                        "(default: $ANOMALYZE_DATA_DIR or data/)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     config = script_settings()
     args = parse_args(argv)
+    if args.job is not None:
+        from utils.baseline.jobs import main_job
+
+        return main_job(args.job, args.model_dir or config["MODEL_DIR"],
+                        args.data_dir or config["DATA_DIR"])
     path = args.train or config["DATA_DIR"] / "KDDTrain+.txt"
     model_dir = args.model_dir or config["MODEL_DIR"]
     if not path.is_file():

@@ -14,6 +14,7 @@ from utils.readers.records import (
     InputFormatError,
     ParsedRecords,
     ParseTask,
+    concat_records,
     normalise_label,
     number_rows,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "InputFormatError",
     "ParseTask",
     "ParsedRecords",
+    "concat_records",
     "detect_input_kind",
     "iter_identity",
     "iter_parse_tasks",

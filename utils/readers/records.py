@@ -137,3 +137,32 @@ def slice_records(records: ParsedRecords, start: int, stop: int) -> ParsedRecord
         input_kind=records.input_kind,
         numbered=records.numbered,
     )
+
+
+def concat_records(parts: list[ParsedRecords]) -> ParsedRecords:
+    """Several inputs of one kind as one (rows renumbered from 0, in order): a baseline
+    trained from a week of daily logs. Labels are unknown (pd.NA) for the rows of a part
+    without any; ValueError if the parts are of different kinds."""
+    if not parts:
+        raise ValueError("no records to join")
+    if len(parts) == 1:
+        return parts[0]
+    kinds = {part.input_kind for part in parts}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot join records of different input kinds: {sorted(kinds)}")
+
+    def joined(frames: list) -> pd.DataFrame | pd.Series:
+        return pd.concat(frames, ignore_index=True)
+
+    labeled = any(part.labels is not None for part in parts)
+    return ParsedRecords(
+        features=joined([part.features for part in parts]),
+        labels=joined([part.labels if part.labels is not None
+                       else pd.Series(pd.NA, index=part.features.index, dtype=object)
+                       for part in parts]) if labeled else None,
+        difficulty=(joined([part.difficulty for part in parts])
+                    if all(part.difficulty is not None for part in parts) else None),
+        identity=(joined([part.identity for part in parts])
+                  if all(part.identity is not None for part in parts) else None),
+        input_kind=parts[0].input_kind,
+    )

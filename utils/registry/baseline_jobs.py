@@ -76,14 +76,21 @@ def dead_reason(job: Mapping[str, Any], *, alive: Callable[[int], bool], host: s
     pid, where = job.get("pid"), job.get("host")
     if pid and where == host and not alive(int(pid)):
         return (f"the training process (pid {pid}) exited without finishing the job; "
-                "the previous model keeps serving")
+                + _what_serves(job))
     last = job.get("heartbeat_at") or job["created_at"]
     if _seconds_between(last, now) > STALE_SECONDS:
         if not pid:
             return "the training process never started; send the baseline again"
         return (f"no heartbeat from the training process (pid {pid} on {where}) for over "
-                f"{STALE_SECONDS:g} s; the previous model keeps serving")
+                f"{STALE_SECONDS:g} s; " + _what_serves(job))
     return None
+
+
+def _what_serves(job: Mapping[str, Any]) -> str:
+    if job.get("stage") == "promoting":  # the promotion is one atomic step: before or after
+        return (f"it stopped while promoting {job.get('version')}: /api/model-info shows "
+                "whether that or the previous Zeek model serves")
+    return "the previous model keeps serving"
 
 
 def _seconds_between(earlier: str, later: str) -> float:
