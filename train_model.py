@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         from utils.baseline.jobs import main_job
 
         return main_job(args.job, args.model_dir or config["MODEL_DIR"],
-                        args.data_dir or config["DATA_DIR"])
+                        args.data_dir or config["DATA_DIR"],
+                        database_url=config["DATABASE_URL"], store_url=config["STORE_URL"],
+                        max_decompressed_bytes=int(config["MAX_DECOMPRESSED_MB"] * (1 << 20)))
     path = args.train or config["DATA_DIR"] / "KDDTrain+.txt"
     model_dir = args.model_dir or config["MODEL_DIR"]
     if not path.is_file():

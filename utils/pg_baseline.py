@@ -19,7 +19,6 @@ from utils.registry.baseline_jobs import (
     ACTIVE,
     DEFAULT_LIST,
     FINISHED,
-    HOST,
     JSON_FIELDS,
     check_update,
     dead_reason,
@@ -27,7 +26,7 @@ from utils.registry.baseline_jobs import (
     statuses,
 )
 from utils.registry.interface import UnknownUpload, utc_timestamp
-from utils.registry.sqlite import pid_alive
+from utils.registry.processes import HOST, pid_alive
 
 
 class PostgresBaselineJobs:

@@ -366,19 +366,20 @@ def _failure_reason(exc: BaseException) -> str:
     return f"unexpected error ({type(exc).__name__}); see the job's log"
 
 
-def main_job(job_id: int, model_dir: Path | str, data_dir: Path | str) -> int:
-    """``train_model.py --job``: run the job with the settings' backends; an exit code."""
-    from settings import script_settings
+def main_job(job_id: int, model_dir: Path | str, data_dir: Path | str, *,
+             database_url: str | None = None, store_url: str | None = None,
+             max_decompressed_bytes: int | None = None) -> int:
+    """``train_model.py --job``: run the job on the backends the settings name; an exit
+    code (0 the job ended, EXIT_FAILED it failed, EXIT_NOT_CLAIMED another process has it)."""
     from utils.backends import open_backends
     from utils.cli import progress
 
-    config = script_settings()
-    backends = open_backends(data_dir, model_dir, database_url=config["DATABASE_URL"],
-                             store_url=config["STORE_URL"])
+    backends = open_backends(data_dir, model_dir, database_url=database_url,
+                             store_url=store_url)
     job = run_baseline_job(
         job_id, registry=backends.registry, model_dir=model_dir, data_dir=data_dir,
         models=backends.models, progress=progress,
-        max_decompressed_bytes=int(config["MAX_DECOMPRESSED_MB"] * (1 << 20)))
+        max_decompressed_bytes=max_decompressed_bytes)
     if job is None:
         print(f"baseline job {job_id} is not queued (another process runs it, or it is "
               "over)", file=sys.stderr)

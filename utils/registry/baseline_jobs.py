@@ -16,12 +16,12 @@ pid, anywhere once its heartbeat is older than ``STALE_SECONDS``.
 from __future__ import annotations
 
 import math
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from utils.registry.interface import utc_timestamp
+from utils.registry.processes import HOST
 
 JOB_STATUSES = ("queued", "running", "reported", "promoted", "held", "rejected", "failed")
 ACTIVE = ("queued", "running")
@@ -32,7 +32,6 @@ JOB_FIELDS = ("id", "status", "stage", "created_at", "finished_at", "files", "op
 UPDATABLE = frozenset({"status", "stage", "health", "figures", "version", "reason", "pid",
                        "host"})
 JSON_FIELDS = ("files", "options", "health", "figures")
-HOST = socket.gethostname()
 HEARTBEAT_SECONDS = 10.0  # how often a running job's process writes its heartbeat
 STALE_SECONDS = 300.0  # silence after which a job on another host is taken for dead
 DEFAULT_LIST = 20
@@ -67,7 +66,7 @@ def dead_reason(job: Mapping[str, Any], *, alive: Callable[[int], bool], host: s
                 now: str | None = None) -> str | None:
     """Why an active job's process must be gone (None: it may be alive, or the job is over).
 
-    ``alive(pid)`` tells whether a pid lives on this host (utils.registry.sqlite.pid_alive).
+    ``alive(pid)`` tells whether a pid lives on this host (utils.registry.processes).
     A queued job the API never got to start is given up after ``STALE_SECONDS`` too.
     """
     if job["status"] not in ACTIVE:

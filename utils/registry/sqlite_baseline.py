@@ -19,7 +19,6 @@ from utils.registry.baseline_jobs import (
     ACTIVE,
     DEFAULT_LIST,
     FINISHED,
-    HOST,
     JSON_FIELDS,
     check_update,
     dead_reason,
@@ -27,15 +26,10 @@ from utils.registry.baseline_jobs import (
     statuses,
 )
 from utils.registry.interface import UnknownUpload, utc_timestamp
+from utils.registry.processes import HOST, pid_alive
 
 if TYPE_CHECKING:
     from utils.registry.sqlite_connection import SQLiteDatabase
-
-
-def _alive(pid: int) -> bool:
-    from utils.registry.sqlite import pid_alive  # (sqlite.py imports this module)
-
-    return pid_alive(pid)
 
 
 class SQLiteBaselineJobs:
@@ -124,7 +118,7 @@ class SQLiteBaselineJobs:
 
     def _settle(self, job: dict[str, Any]) -> dict[str, Any]:
         """Mark an active job failed if its process is gone (unless it moved on meanwhile)."""
-        reason = dead_reason(job, alive=_alive)
+        reason = dead_reason(job, alive=pid_alive)
         if reason is None:
             return job
 
