@@ -7,14 +7,12 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
+from tests.helpers.baseline_fakes import Fakes
 from tests.helpers.kdd_data import synthetic_kdd
 from tests.helpers.registry import register
 from tests.helpers.zeek_logs import conn_rows, tsv_log
@@ -26,50 +24,6 @@ from utils.baseline.jobs import (
 )
 from utils.model_store import ModelLoadError, open_model_store
 from utils.registry import SQLiteRegistry
-
-
-@dataclass
-class FakeResult:
-    pipeline: Pipeline
-    card: dict
-    health: dict
-    figures: dict
-    newest_slice: Any = None
-
-
-@dataclass
-class Fakes:
-    """The library's three parts, recording what they were given."""
-
-    warnings: list = field(default_factory=list)
-    promote: bool = True
-    crash: BaseException | None = None
-    version: str = "zeek-1"
-    calls: list = field(default_factory=list)
-
-    def reporter(self, records) -> dict:
-        self.calls.append(("report", len(records), records.input_kind))
-        return {"rows": len(records), "warnings": list(self.warnings)}
-
-    def trainer(self, records, *, exclusions=None, random_state=0, source=None,
-                progress=lambda message: None) -> FakeResult:
-        self.calls.append(("train", len(records), exclusions, source))
-        progress("fitting k=5")
-        if self.crash is not None:
-            raise self.crash
-        card = {"model_version": self.version, "created_at": f"2026-11-30T0{len(self.calls)}",
-                "input_kind": "zeek"}
-        return FakeResult(Pipeline([("scale", StandardScaler())]), card,
-                          {"rows": len(records), "warnings": list(self.warnings)},
-                          {"false_alarm_rate": 0.01}, newest_slice="newest")
-
-    def gate(self, current, candidate, newest):
-        self.calls.append(("gate", current.version if current else None, newest))
-        if self.promote:
-            return True, "the first Zeek model" if current is None else "fewer false alarms", {
-                "false_alarm_rate_after": 0.01}
-        return False, "more false alarms than the current model", {
-            "false_alarm_rate_after": 0.2}
 
 
 @pytest.fixture

@@ -67,17 +67,19 @@ def parse_options(exclude_hosts: Any = None, exclude_ranges: Any = None,
     Hosts and ranges are text (one item per line, as an admin types them: see
     utils/baseline/exclusions.py) or lists of items.
     """
-    from utils.baseline import exclusions
-
     hosts = _text(exclude_hosts)
     ranges = exclude_ranges
     if isinstance(ranges, list | tuple):
         ranges = "\n".join("/".join(str(end) for end in item) if isinstance(item, list | tuple)
                            else str(item) for item in ranges)
-    return {"exclude_hosts": [str(host) for host in exclusions.parse_hosts(hosts)],
-            "exclude_ranges": [[start, end] for start, end in
-                               exclusions.parse_ranges(ranges or "")],
-            "report_only": bool(report_only)}
+    options = {"exclude_hosts": [], "exclude_ranges": [], "report_only": bool(report_only)}
+    if hosts.strip() or (ranges or "").strip():
+        from utils.baseline import exclusions
+
+        options["exclude_hosts"] = [str(host) for host in exclusions.parse_hosts(hosts)]
+        options["exclude_ranges"] = [[start, end] for start, end in
+                                     exclusions.parse_ranges(ranges or "")]
+    return options
 
 
 def _text(value: Any) -> str:
