@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from tests.helpers.baseline_fakes import Fakes
 from tests.helpers.kdd_data import synthetic_kdd
 from tests.helpers.registry import register
+from tests.helpers.repo import REPO_ROOT
 from tests.helpers.zeek_logs import conn_rows, tsv_log
 from utils.baseline.jobs import (
     JobNotHeld,
@@ -223,3 +226,23 @@ def test_exclusions_reach_the_report_and_the_trainer(registry, model_dir):
     assert fakes.calls[0][1] < 40  # the report describes the baseline without those hosts
     assert isinstance(fakes.calls[1][2], exclusions.Exclusions)
     assert "excluded" in job["health"]
+
+
+def test_the_job_command_runs_a_queued_job_once_and_says_so_in_its_exit_code(registry,
+                                                                             model_dir):
+    kdd = register(registry, synthetic_kdd(20, 5, seed=2), name="week.txt", threshold=0)
+    job_id = registry.create_baseline_job([kdd.upload.sha256], {})
+    command = [sys.executable, "train_model.py", "--job", str(job_id), "--model-dir",
+               str(model_dir), "--data-dir", str(registry.data_dir)]
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("ANOMALYZE_DATABASE_URL", "ANOMALYZE_STORE_URL")}
+    first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                           env=environment)
+    assert first.returncode == 0, first.stderr
+    assert f"baseline job {job_id}: rejected" in first.stdout
+    job = registry.baseline_job(job_id)
+    assert job["status"] == "rejected" and job["pid"] != os.getpid()
+    again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                           env=environment)
+    assert again.returncode == 4
+    assert "not queued" in again.stderr

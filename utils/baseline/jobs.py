@@ -164,11 +164,8 @@ def run_baseline_job(
     job = _Job(registry, claimed, progress)
     try:
         with job.heartbeat(heartbeat_seconds):
-            _run(job, registry, Path(model_dir), Path(data_dir), models,
-                 trainer or _default("training", "train_baseline"),
-                 reporter or _default("health", "health_report"),
-                 gate or _default("gate", "baseline_gate"),
-                 max_decompressed_bytes, lock_wait)
+            _run(job, registry, Path(model_dir), Path(data_dir), models, trainer, reporter,
+                 gate, max_decompressed_bytes, lock_wait)
     except JobAbandoned:
         progress(f"job {job.id}: given up on meanwhile; stopping without promoting")
     except (JobRejected, InputFormatError) as exc:
@@ -187,12 +184,15 @@ def _close(job: _Job, status: str, reason: str) -> None:
 
 
 def _run(job: _Job, registry: Registry, model_dir: Path, data_dir: Path, models: Any,
-         trainer: Callable[..., Any], reporter: Callable[[ParsedRecords], dict],
-         gate: Callable[..., tuple[bool, str, dict]], max_decompressed_bytes: int | None,
-         lock_wait: float) -> None:
+         trainer: Callable[..., Any] | None, reporter: Callable[[ParsedRecords], dict] | None,
+         gate: Callable[..., tuple[bool, str, dict]] | None,
+         max_decompressed_bytes: int | None, lock_wait: float) -> None:
     options = job.record.get("options") or {}
     job.stage("reading the files")
     records = _read_files(registry, job.record["files"], max_decompressed_bytes)
+    reporter = reporter or _default("health", "health_report")
+    trainer = trainer or _default("training", "train_baseline")
+    gate = gate or _default("gate", "baseline_gate")
     exclusions = _exclusions(options)
     job.stage(f"health report on {len(records):,} connections")
     reported, excluded = records, None
