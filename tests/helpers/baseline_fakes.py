@@ -18,7 +18,7 @@ class FakeResult:
     card: dict
     health: dict
     figures: dict
-    newest_slice: Any = None
+    newest: Any = None  # the newest held-out slice, the gate's rows
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Fakes:
                 "input_kind": "zeek"}
         return FakeResult(Pipeline([("scale", StandardScaler())]), card,
                           {"rows": len(records), "warnings": list(self.warnings)},
-                          {"false_alarm_rate": 0.01}, newest_slice="newest")
+                          {"false_alarm_rate": 0.01}, newest="newest")
 
     def gate(self, current, candidate, newest) -> tuple[bool, str, dict]:
         self.calls.append(("gate", current.version if current else None, newest))

@@ -220,7 +220,7 @@ def _run(job: _Job, registry: Registry, model_dir: Path, data_dir: Path, models:
     store = open_model_store(model_dir, kind=KIND)
     stamp = store.stamp()
     current = _current(store)
-    promote, gate_reason, gate_figures = gate(current, result, _newest_slice(result))
+    promote, gate_reason, gate_figures = gate(current, result, result.newest)
     version = str(result.card["model_version"])
     figures = {**dict(result.figures or {}), "gate": gate_figures}
     warnings = (getattr(result, "health", None) or health).get("warnings") or []
@@ -340,9 +340,6 @@ def _exclusions(options: Mapping[str, Any]) -> Any:
     return Exclusions(hosts=hosts, ranges=ranges)
 
 
-def _newest_slice(result: Any) -> Any:
-    """The held-out newest slice of the baseline period the gate judges on."""
-    return result.newest_slice
 
 
 def _current(store: Any) -> LoadedModel | None:
