@@ -1,2 +1,2 @@
-"""Baselines of the analyst's own network: Zeek models trained on a quiet period of its
-traffic, with a health report first and a promotion gate after."""
+"""Baselines of one's own network (Zeek conn.logs): the health report, exclusions, the k
+rule, temporal-split training and the promotion gate for unlabeled kinds."""

@@ -26,7 +26,8 @@ from typing import Any
 
 from utils.backend_errors import BackendUnavailable
 from utils.model_store import LoadedModel, ModelLoadError, open_model_store, save_model
-from utils.readers import InputFormatError, ParsedRecords, concat_records, read_records
+from utils.readers import InputFormatError, ParsedRecords, read_records
+from utils.readers.records import concat_records
 from utils.registry import Registry, RetrainBusy
 from utils.registry.baseline_jobs import HEARTBEAT_SECONDS
 

@@ -14,7 +14,6 @@ from utils.readers.records import (
     InputFormatError,
     ParsedRecords,
     ParseTask,
-    concat_records,
     normalise_label,
     number_rows,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "InputFormatError",
     "ParseTask",
     "ParsedRecords",
-    "concat_records",
     "detect_input_kind",
     "iter_identity",
     "iter_parse_tasks",

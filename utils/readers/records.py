@@ -139,30 +139,49 @@ def slice_records(records: ParsedRecords, start: int, stop: int) -> ParsedRecord
     )
 
 
-def concat_records(parts: list[ParsedRecords]) -> ParsedRecords:
-    """Several inputs of one kind as one (rows renumbered from 0, in order): a baseline
-    trained from a week of daily logs. Labels are unknown (pd.NA) for the rows of a part
-    without any; ValueError if the parts are of different kinds."""
+def take_records(records: ParsedRecords, rows: np.ndarray) -> ParsedRecords:
+    """The rows at positions ``rows`` (or where a boolean mask is true) of ``records``, in
+    that order, keeping their index (each row's number in its input)."""
+
+    def part(frame):
+        return None if frame is None else frame.iloc[rows]
+
+    return ParsedRecords(
+        features=part(records.features),
+        labels=part(records.labels),
+        difficulty=part(records.difficulty),
+        identity=part(records.identity),
+        input_kind=records.input_kind,
+        numbered=records.numbered,
+    )
+
+
+def concat_records(parts: Iterable[ParsedRecords]) -> ParsedRecords:
+    """Several inputs of one kind as one (e.g. a baseline of several conn.logs): rows are
+    renumbered from 0, and labels are None only when no part has a label column."""
+    parts = list(parts)
     if not parts:
-        raise ValueError("no records to join")
-    if len(parts) == 1:
-        return parts[0]
+        raise ValueError("no records to concatenate")
     kinds = {part.input_kind for part in parts}
     if len(kinds) > 1:
-        raise ValueError(f"cannot join records of different input kinds: {sorted(kinds)}")
+        raise ValueError(f"cannot mix input kinds {sorted(kinds)} in one set of records")
 
-    def joined(frames: list) -> pd.DataFrame | pd.Series:
+    def joined(name: str) -> pd.DataFrame | pd.Series | None:
+        frames = [getattr(part, name) for part in parts]
+        if all(frame is None for frame in frames):
+            return None
+        if name == "labels":  # a part without labels is unlabeled: its rows are unknown
+            frames = [pd.Series(pd.NA, index=part.features.index, dtype=object)
+                      if frame is None else frame.astype(object)
+                      for part, frame in zip(parts, frames, strict=True)]
+        elif any(frame is None for frame in frames):
+            return None
         return pd.concat(frames, ignore_index=True)
 
-    labeled = any(part.labels is not None for part in parts)
     return ParsedRecords(
-        features=joined([part.features for part in parts]),
-        labels=joined([part.labels if part.labels is not None
-                       else pd.Series(pd.NA, index=part.features.index, dtype=object)
-                       for part in parts]) if labeled else None,
-        difficulty=(joined([part.difficulty for part in parts])
-                    if all(part.difficulty is not None for part in parts) else None),
-        identity=(joined([part.identity for part in parts])
-                  if all(part.identity is not None for part in parts) else None),
-        input_kind=parts[0].input_kind,
+        features=pd.concat([part.features for part in parts], ignore_index=True),
+        labels=joined("labels"),
+        difficulty=joined("difficulty"),
+        identity=joined("identity"),
+        input_kind=kinds.pop(),
     )
