@@ -296,7 +296,8 @@ def baseline_answers(tmp_path_factory) -> dict[str, tuple[int, Any]]:
                              "hosts": ["10.0.0.5"]}])
     run_baseline_job(job["id"], registry=app.extensions["anomalyze.uploads"].registry,
                      model_dir=model_dir, data_dir=root / "data", trainer=fakes.trainer,
-                     reporter=fakes.reporter, gate=fakes.gate)
+                     reporter=fakes.reporter, gate=fakes.gate,
+                     contamination=fakes.contamination)
     record("GET /api/models/baseline/<id>",
            client.get(f"/api/models/baseline/{job['id']}", headers=admin))
     record("POST /api/models/baseline/<id>/promote",

@@ -266,7 +266,8 @@ def test_a_held_job_is_promoted_by_an_admin_and_only_once(app, client, tmp_path)
                                                    "hosts": ["10.1.0.3"]}])
     job = run_baseline_job(job_id, registry=get_registry(app), model_dir=model_dir,
                            data_dir=app.config["DATA_DIR"], trainer=fakes.trainer,
-                           reporter=fakes.reporter, gate=fakes.gate, heartbeat_seconds=0.05)
+                           reporter=fakes.reporter, gate=fakes.gate,
+                           contamination=fakes.contamination, heartbeat_seconds=0.05)
     assert job["status"] == "held"
     response = client.post(f"/api/models/baseline/{job_id}/promote", headers=ADMIN)
     assert response.status_code == 200

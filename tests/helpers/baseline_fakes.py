@@ -48,6 +48,10 @@ class Fakes:
                           {"rows": len(records), "warnings": list(self.warnings)},
                           {"false_alarm_rate": 0.01}, newest="newest")
 
+    def contamination(self, report: dict) -> list[dict]:
+        """Every warning but a thin baseline's holds the model back."""
+        return [w for w in report.get("warnings") or [] if w["code"] != "short_period"]
+
     def gate(self, current, candidate, newest) -> tuple[bool, str, dict]:
         self.calls.append(("gate", current.version if current else None, newest))
         if self.promote:

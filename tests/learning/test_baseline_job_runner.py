@@ -53,7 +53,8 @@ def queue_job(registry: SQLiteRegistry, *contents: bytes, **options: Any) -> int
 def run(registry, model_dir, job_id, fakes: Fakes, **kwargs):
     return run_baseline_job(job_id, registry=registry, model_dir=model_dir,
                             data_dir=registry.data_dir, trainer=fakes.trainer,
-                            reporter=fakes.reporter, gate=fakes.gate, heartbeat_seconds=0.05,
+                            reporter=fakes.reporter, gate=fakes.gate,
+                            contamination=fakes.contamination, heartbeat_seconds=0.05,
                             lock_wait=1.0, **kwargs)
 
 
@@ -116,6 +117,13 @@ def test_a_health_warning_holds_even_the_first_model_until_an_admin_promotes_it(
     assert current_zeek(model_dir) == "zeek-1"
     with pytest.raises(JobNotHeld, match="promoted"):
         promote_held_job(registry, job_id, model_dir=model_dir, data_dir=registry.data_dir)
+
+
+def test_an_advisory_warning_does_not_hold_the_model(registry, model_dir):
+    fakes = Fakes(warnings=[{"code": "short_period", "message": "2 h", "hosts": []}])
+    job = run(registry, model_dir, queue_job(registry, zeek_file(1)), fakes)
+    assert job["status"] == "promoted"
+    assert job["health"]["warnings"][0]["code"] == "short_period"  # still shown
 
 
 def test_a_candidate_the_gate_refuses_is_held_and_the_current_model_keeps_serving(

@@ -21,6 +21,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,7 @@ def run_baseline_job(
     trainer: Callable[..., Any] | None = None,
     reporter: Callable[[ParsedRecords], dict] | None = None,
     gate: Callable[..., tuple[bool, str, dict]] | None = None,
+    contamination: Callable[[dict], list[dict]] | None = None,
     max_decompressed_bytes: int | None = None,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     lock_wait: float = PROMOTE_LOCK_WAIT,
@@ -154,8 +156,9 @@ def run_baseline_job(
     """Claim job ``job_id`` and run it to its end; the job as recorded then, or None if
     another process has it (or it is not queued).
 
-    ``trainer``, ``reporter`` and ``gate`` default to utils.baseline's ``train_baseline``,
-    ``health_report`` and ``baseline_gate``. ``models``: the shared store
+    ``trainer``, ``reporter``, ``gate`` and ``contamination`` (the report's warnings that
+    hold a model back) default to utils.baseline's ``train_baseline``, ``health_report``,
+    ``baseline_gate`` and ``contamination_warnings``. ``models``: the shared store
     (utils.shared_store.SharedModels) if models are shared between instances, else None (the
     zeek folder of ``model_dir``). Never raises for a failed job: the failure is recorded.
     """
@@ -165,8 +168,9 @@ def run_baseline_job(
     job = _Job(registry, claimed, progress)
     try:
         with job.heartbeat(heartbeat_seconds):
-            _run(job, registry, Path(model_dir), Path(data_dir), models, trainer, reporter,
-                 gate, max_decompressed_bytes, lock_wait)
+            parts = _Parts(trainer, reporter, gate, contamination)
+            _run(job, registry, Path(model_dir), Path(data_dir), models, parts,
+                 max_decompressed_bytes, lock_wait)
     except JobAbandoned:
         progress(f"job {job.id}: given up on meanwhile; stopping without promoting")
     except (JobRejected, InputFormatError) as exc:
@@ -184,16 +188,30 @@ def _close(job: _Job, status: str, reason: str) -> None:
         job.set(status=status, stage=status, reason=reason)
 
 
+@dataclass
+class _Parts:
+    """The baseline library's functions a job calls (None: utils.baseline's own, imported
+    once the job's files have been read)."""
+
+    trainer: Callable[..., Any] | None
+    reporter: Callable[[ParsedRecords], dict] | None
+    gate: Callable[..., tuple[bool, str, dict]] | None
+    contamination: Callable[[dict], list[dict]] | None
+
+    def resolve(self) -> _Parts:
+        return _Parts(self.trainer or _default("training", "train_baseline"),
+                      self.reporter or _default("health", "health_report"),
+                      self.gate or _default("gate", "baseline_gate"),
+                      self.contamination or _default("health", "contamination_warnings"))
+
+
 def _run(job: _Job, registry: Registry, model_dir: Path, data_dir: Path, models: Any,
-         trainer: Callable[..., Any] | None, reporter: Callable[[ParsedRecords], dict] | None,
-         gate: Callable[..., tuple[bool, str, dict]] | None,
-         max_decompressed_bytes: int | None, lock_wait: float) -> None:
+         parts: _Parts, max_decompressed_bytes: int | None, lock_wait: float) -> None:
     options = job.record.get("options") or {}
     job.stage("reading the files")
     records = _read_files(registry, job.record["files"], max_decompressed_bytes)
-    reporter = reporter or _default("health", "health_report")
-    trainer = trainer or _default("training", "train_baseline")
-    gate = gate or _default("gate", "baseline_gate")
+    parts = parts.resolve()
+    trainer, reporter, gate = parts.trainer, parts.reporter, parts.gate
     exclusions = _exclusions(options)
     job.stage(f"health report on {len(records):,} connections")
     reported, excluded = records, None
@@ -224,7 +242,7 @@ def _run(job: _Job, registry: Registry, model_dir: Path, data_dir: Path, models:
     promote, gate_reason, gate_figures = gate(current, result, result.newest)
     version = str(result.card["model_version"])
     figures = {**dict(result.figures or {}), "gate": gate_figures}
-    warnings = (getattr(result, "health", None) or health).get("warnings") or []
+    warnings = parts.contamination(getattr(result, "health", None) or health)
     if warnings:
         promote = False
         codes = ", ".join(sorted({str(w.get("code")) for w in warnings}))
