@@ -51,11 +51,11 @@ def queue_job(registry: SQLiteRegistry, *contents: bytes, **options: Any) -> int
 
 
 def run(registry, model_dir, job_id, fakes: Fakes, **kwargs):
+    options = {"heartbeat_seconds": 0.05, "lock_wait": 1.0, **kwargs}
     return run_baseline_job(job_id, registry=registry, model_dir=model_dir,
                             data_dir=registry.data_dir, trainer=fakes.trainer,
                             reporter=fakes.reporter, gate=fakes.gate,
-                            contamination=fakes.contamination, heartbeat_seconds=0.05,
-                            lock_wait=1.0, **kwargs)
+                            contamination=fakes.contamination, **options)
 
 
 def current_zeek(model_dir: Path) -> str | None:
@@ -135,6 +135,38 @@ def test_a_candidate_the_gate_refuses_is_held_and_the_current_model_keeps_servin
     assert job["reason"] == "held: more false alarms than the current model"
     assert fakes.calls[-1] == ("gate", "zeek-1", "newest")
     assert current_zeek(model_dir) == "zeek-1"
+
+
+def test_a_retrain_holding_the_model_lock_too_long_leaves_the_baseline_held(registry,
+                                                                            model_dir):
+    lock = registry.retrain_lock()
+    assert lock.acquire()
+    try:
+        job = run(registry, model_dir, queue_job(registry, zeek_file(1)), Fakes(),
+                  lock_wait=0.2)
+    finally:
+        lock.release()
+    assert job["status"] == "held"
+    assert "kept the model lock for 0.2 s" in job["reason"]
+    assert current_zeek(model_dir) is None
+    assert promote_held_job(registry, job["id"], model_dir=model_dir,
+                            data_dir=registry.data_dir)["status"] == "promoted"
+
+
+def test_a_model_promoted_elsewhere_after_the_gate_judged_is_not_replaced(registry,
+                                                                          model_dir):
+    run(registry, model_dir, queue_job(registry, zeek_file(1)), Fakes())
+    meanwhile = Fakes(version="zeek-meanwhile")
+
+    class Slow(Fakes):
+        def gate(self, current, candidate, newest):
+            run(registry, model_dir, queue_job(registry, zeek_file(3)), meanwhile)
+            return super().gate(current, candidate, newest)
+
+    job = run(registry, model_dir, queue_job(registry, zeek_file(2)), Slow(version="zeek-2"))
+    assert job["status"] == "held"
+    assert "another Zeek model became current" in job["reason"]
+    assert current_zeek(model_dir) == "zeek-meanwhile"
 
 
 def test_a_crash_in_training_fails_the_job_and_the_previous_model_keeps_serving(

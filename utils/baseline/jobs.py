@@ -255,26 +255,26 @@ def _run(job: _Job, registry: Registry, model_dir: Path, data_dir: Path, models:
     else:
         reason = gate_reason
     job.set(figures=figures, version=version)
-    job.stage("promoting" if promote else "keeping the held model")
-    lock = registry.retrain_lock()
-    if not lock.acquire(wait=lock_wait):
-        promote = False
-        reason = (f"held: a retrain or rollback kept the model lock for {lock_wait:g} s; "
-                  "promote the held baseline once it is over")
+    lock = registry.retrain_lock()  # a promotion never interleaves with a rollback
+    if not lock.acquire():
+        job.stage("waiting for a retrain or rollback to finish")
+        if not lock.acquire(wait=lock_wait):
+            promote = False
+            reason = (f"held: a retrain or rollback kept the model lock for {lock_wait:g} s; "
+                      "promote the held baseline once it is over")
+    try:
+        if job.abandoned.is_set():
+            raise JobAbandoned(f"baseline job {job.id} is no longer running here")
+        if promote and store.stamp() != stamp:
+            promote = False
+            reason = ("held: another Zeek model became current while this one trained; "
+                      "compare them and promote this one if it is better")
+        job.stage("promoting" if promote else "keeping the held model")
         _keep(job, result, store, models, data_dir)
-    else:
-        try:
-            if job.abandoned.is_set():
-                raise JobAbandoned(f"baseline job {job.id} is no longer running here")
-            _keep(job, result, store, models, data_dir)
-            if promote and store.stamp() != stamp:
-                promote = False
-                reason = ("held: another Zeek model became current while this one trained; "
-                          "compare them and promote this one if it is better")
-            if promote:
-                _promote(store, models, version, job_dir(data_dir, job.id) / "model")
-        finally:
-            lock.release()
+        if promote:
+            _promote(store, models, version, job_dir(data_dir, job.id) / "model")
+    finally:
+        lock.release()
     job.set(status="promoted" if promote else "held", stage="done", reason=reason)
     job.progress(f"job {job.id} {'promoted' if promote else 'held'} {version}: {reason}")
 
