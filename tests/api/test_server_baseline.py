@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import sys
 
@@ -145,6 +146,25 @@ def test_a_kdd_file_is_refused_naming_it_and_nothing_is_kept(app, client, launch
     assert body["error"].startswith("week.txt holds KDD records")
     assert kept(app) == [] and launches == []
     assert get_registry(app).baseline_jobs() == []
+    assert list((app.config["DATA_DIR"] / "incoming").iterdir()) == []  # no temp file left
+
+
+def test_more_files_than_a_baseline_takes_are_refused_and_none_is_left_behind(app, client,
+                                                                              launches):
+    many = [(f"{i}.log", zeek_log(i, rows=5)) for i in range(21)]
+    response = send(client, *many)
+    assert response.status_code == 400
+    assert "at most 20 files" in response.get_json()["error"]
+    assert kept(app) == [] and launches == []
+    assert list((app.config["DATA_DIR"] / "incoming").iterdir()) == []
+
+
+def test_a_file_name_is_kept_as_metadata_only(app, client):
+    response = send(client, ("../../etc/passwd", zeek_log(1)))
+    assert response.status_code == 202
+    assert response.get_json()["job"]["files"][0]["name"] == "passwd"
+    stored = [path.name for path in (app.config["DATA_DIR"] / "uploaded_logs").iterdir()]
+    assert len(stored) == 1 and re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{16}\.txt", stored[0])
 
 
 def test_a_broken_zeek_log_is_refused_with_its_file_line_and_column(app, client, launches):
