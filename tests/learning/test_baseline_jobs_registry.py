@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -155,3 +156,19 @@ def test_a_queued_job_never_started_is_given_up_after_the_stale_time(registry, t
     assert registry.baseline_job(job_id)["status"] == "queued"
     monkeypatch.setattr(rules, "STALE_SECONDS", -1.0)
     assert "never started" in registry.baseline_job(job_id)["reason"]
+
+
+def test_a_registry_file_from_before_baseline_jobs_is_upgraded_in_place(tmp_path):
+    from utils.registry import SQLiteRegistry
+
+    old = SQLiteRegistry(tmp_path / "data")
+    sha256 = keep(old, tmp_path / "in", b"kept before the upgrade\n").upload.sha256
+    with sqlite3.connect(old.db_path) as db:  # as schema version 3 left it
+        db.execute("DROP TABLE baseline_jobs")
+        db.execute("PRAGMA user_version = 3")
+    upgraded = SQLiteRegistry(tmp_path / "data")
+    assert upgraded.find(sha256) is not None
+    job_id = upgraded.create_baseline_job([sha256], OPTIONS)
+    assert upgraded.baseline_job(job_id)["status"] == "queued"
+    with sqlite3.connect(old.db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 4
