@@ -9,6 +9,12 @@ first, and hosts or time ranges can be left out:
     python train_model.py --train conn.log --report-only
     python train_model.py --train conn.log --exclude-host 10.0.0.5 \\
         --exclude-range 2026-11-20T00:00Z/2026-11-20T06:00Z
+
+    python train_model.py --job ID [--model-dir models] [--data-dir data]
+
+--job runs one baseline job that an admin queued through the API (POST /api/models/baseline):
+the API starts it in the background; exit code 0 when the job ended (promoted, held,
+reported or rejected), 1 when it failed, 4 when another process runs it.
 """
 
 from __future__ import annotations
@@ -64,12 +70,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       "ISO 8601 (repeatable)")
     zeek.add_argument("--report-only", action="store_true", default=None,
                       help="print the health report and stop")
+    parser.add_argument("--job", type=int, default=None,
+                        help="run the queued baseline job with this id (the API starts it)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="with --job: the data folder holding the registry "
+                        "(default: $ANOMALYZE_DATA_DIR or data/)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     config = script_settings()
     args = parse_args(argv)
+    if args.job is not None:
+        from utils.baseline.jobs import main_job
+
+        return main_job(args.job, args.model_dir or config["MODEL_DIR"],
+                        args.data_dir or config["DATA_DIR"],
+                        database_url=config["DATABASE_URL"], store_url=config["STORE_URL"],
+                        max_decompressed_bytes=int(config["MAX_DECOMPRESSED_MB"] * (1 << 20)))
     path = args.train or config["DATA_DIR"] / "KDDTrain+.txt"
     model_dir = args.model_dir or config["MODEL_DIR"]
     if not path.is_file():

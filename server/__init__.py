@@ -17,6 +17,7 @@ from server import (
     admin_limit,
     analysis_slots,
     backends,
+    baseline,
     disk_space,
     errors,
     model_holder,
@@ -70,4 +71,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(predict_bp)
     app.register_blueprint(analyst_bp)
     retrain.init_app(app)
+    baseline.init_app(app)
     return app

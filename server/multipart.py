@@ -7,7 +7,9 @@ werkzeug's ``MultipartDecoder`` with limits of its own:
 
 - only the first part named ``file`` that carries a file name goes to the request's stream
   factory (``UploadRequest._get_file_stream``, a spool); every other part, text or file, is
-  kept in memory, all of them together within ``MAX_OTHER_BYTES``;
+  kept in memory, all of them together within ``MAX_OTHER_BYTES``. A route that takes several
+  files names its field and how many of them are spooled (``file_fields``: the admin's
+  baseline, several conn.logs in the field ``files``);
 - at most ``MAX_PARTS`` parts, and part headers within ``MAX_HEADER_BYTES``;
 - a url-encoded form is read only up to ``MAX_OTHER_BYTES``.
 
@@ -18,6 +20,7 @@ size limit is the spool's (``ANOMALYZE_MAX_UPLOAD_MB``).
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
@@ -50,15 +53,16 @@ class FormLimitExceeded(RequestEntityTooLarge):
 class _Budget:
     """Bytes the in-memory parts of one request may still use, together."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, file_field: str = FILE_FIELD) -> None:
         self.left = limit
+        self.file_field = file_field
 
     def spend(self, size: int) -> None:
         self.left -= size
         if self.left < 0:
             raise FormLimitExceeded(
                 f"the form's other parts exceed {MAX_OTHER_BYTES // 1024} KB in all: "
-                f"send the records as one file part named '{FILE_FIELD}' (with a file name)")
+                f"send the records as file parts named '{self.file_field}' (with a file name)")
 
 
 class _MemoryPart(io.BytesIO):
@@ -72,7 +76,16 @@ class _MemoryPart(io.BytesIO):
 
 
 class UploadFormParser(FormDataParser):
-    """werkzeug's FormDataParser with the multipart and url-encoded parts replaced."""
+    """werkzeug's FormDataParser with the multipart and url-encoded parts replaced.
+
+    ``file_fields``: how many file parts of each field name are spooled to disk (default:
+    the first part named ``file``).
+    """
+
+    def __init__(self, *args: Any, file_fields: Mapping[str, int] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.file_fields = dict(file_fields or {FILE_FIELD: 1})
 
     def parse(self, stream: IO[bytes], mimetype: str, content_length: int | None,
               options: dict[str, str] | None = None):
@@ -100,11 +113,11 @@ class UploadFormParser(FormDataParser):
     def _read_multipart(self, stream: IO[bytes], boundary: bytes,
                         content_length: int | None) -> tuple[MultiDict, MultiDict]:
         decoder = MultipartDecoder(boundary, max_form_memory_size=MAX_HEADER_BYTES)
-        budget = _Budget(MAX_OTHER_BYTES)
+        budget = _Budget(MAX_OTHER_BYTES, next(iter(self.file_fields)))
         fields: list[tuple[str, str]] = []
         files: list[tuple[str, FileStorage]] = []
         parts = 0
-        spooled = False
+        spooled: dict[str, int] = {}
         part: Field | File | None = None
         container: IO[bytes] = io.BytesIO()
         while True:
@@ -123,8 +136,9 @@ class UploadFormParser(FormDataParser):
                             f"the form has more than {MAX_PARTS} parts; /api/predict needs one, "
                             f"the file part '{FILE_FIELD}'")
                     part = event
-                    if isinstance(event, File) and event.name == FILE_FIELD and not spooled:
-                        spooled = True
+                    if (isinstance(event, File)
+                            and spooled.get(event.name, 0) < self.file_fields.get(event.name, 0)):
+                        spooled[event.name] = spooled.get(event.name, 0) + 1
                         container = self.stream_factory(
                             total_content_length=content_length, filename=event.filename,
                             content_type=event.headers.get("content-type"), content_length=0)

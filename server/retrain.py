@@ -6,7 +6,7 @@
 Bearer $ANOMALYZE_ADMIN_TOKEN``; without a configured token they answer 404 ``disabled``.
 
 A retrain never runs inside a request. ``RetrainLauncher`` starts ``retrain_model.py`` as a
-process of its own (an argument list, no shell, this interpreter) and returns at once. That
+process of its own (server/background.py) and returns at once. That
 process takes the retrain lock itself, so it doesn't matter which worker launched it, or
 whether two did.
 """
@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from server.admin_auth import require_admin
 from server.backends import get_backends, get_watch
+from server.background import start_background
 from server.errors import ApiError
 from server.model_holder import get_holder
 from server.query_params import whole_number
@@ -66,20 +65,11 @@ class RetrainLauncher:
 
         The request that was queued stays queued, so a failed launch only delays the run.
         """
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.data_dir / LOG_FILE, "ab") as output:
-                process = subprocess.Popen(
-                    self.command(trigger), stdin=subprocess.DEVNULL, stdout=output,
-                    stderr=subprocess.STDOUT, cwd=self.script.parent, close_fds=True,
-                    start_new_session=True)
-        except OSError:
-            log.exception("could not start the retrain process")
-            return None
-        # Reap it when it exits, so no zombie outlives the run.
-        threading.Thread(target=process.wait, name=f"retrain-{process.pid}", daemon=True).start()
-        log.info("retrain process %d started (%s)", process.pid, trigger)
-        return process.pid
+        pid = start_background(self.command(trigger), self.data_dir / LOG_FILE,
+                               cwd=self.script.parent, name="retrain")
+        if pid is not None:
+            log.info("retrain process %d started (%s)", pid, trigger)
+        return pid
 
 
 def init_app(app: Flask) -> RetrainLauncher:

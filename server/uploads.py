@@ -18,9 +18,10 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any
 
 from flask import Flask, Request, current_app
@@ -29,7 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.config import megabytes, upload_limit_bytes
 from server.disk_space import is_out_of_space, is_storage_failure
-from server.multipart import UploadFormParser
+from server.multipart import FILE_FIELD, UploadFormParser
 from server.signals import retrain_due
 from utils.registry import Registry, UploadQuota, open_registry
 
@@ -109,9 +110,21 @@ class HashingSpool:
 
 class UploadRequest(Request):
     """Flask's request, with the file part streamed into an UploadSink spool
-    (server/multipart.py decides which part that is)."""
+    (server/multipart.py decides which part that is; a view that takes several files sets
+    ``file_fields`` before it reads the form)."""
 
     form_data_parser_class = UploadFormParser
+    file_fields: Mapping[str, int] = MappingProxyType({FILE_FIELD: 1})
+
+    def make_form_data_parser(self) -> UploadFormParser:
+        return self.form_data_parser_class(
+            stream_factory=self._get_file_stream,
+            max_form_memory_size=self.max_form_memory_size,
+            max_content_length=self.max_content_length,
+            max_form_parts=self.max_form_parts,
+            cls=self.parameter_storage_class,
+            file_fields=self.file_fields,
+        )
 
     def _get_file_stream(
         self,
@@ -206,7 +219,7 @@ class UploadSink:
 
     def register(
         self, received: Received, rows: int, has_labels: bool, input_kind: str, *,
-        trusted: bool = False, client: str | None = None,
+        trusted: bool = False, client: str | None = None, threshold: int | None = None,
     ) -> dict[str, Any]:
         """Keep a valid upload unless the same content is already kept or the quota is
         reached; count it.
@@ -216,13 +229,15 @@ class UploadSink:
         ``quota_client``). ``trusted``: it came with the admin token, so its labels may teach
         the model; ``client``: the address it came from. When it completes a batch of
         ``retrain_threshold`` new uploads, ``on_retrain_due`` is called (in the app: the
-        ``retrain_due`` signal, which server/retrain.py answers by starting a retrain).
+        ``retrain_due`` signal, which server/retrain.py answers by starting a retrain);
+        ``threshold`` 0 never does (an admin's baseline files train no retrain).
         Only call it for uploads that parsed.
         """
         registration = self.registry.register(
             received.path, sha256=received.sha256, original_name=received.original_name,
             rows=rows, has_labels=has_labels, input_kind=input_kind,
-            threshold=self.retrain_threshold, trusted=trusted, client=client, quota=self.quota)
+            threshold=self.retrain_threshold if threshold is None else threshold,
+            trusted=trusted, client=client, quota=self.quota)
         if registration.retrain_due:
             self.on_retrain_due()
         return {"duplicate": registration.duplicate, "stored": registration.stored,

@@ -34,6 +34,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from utils.pg_analyst import PostgresAnalystTables
+from utils.pg_baseline import PostgresBaselineJobs
 from utils.pg_files import KeptFiles, LocalFiles
 from utils.pg_lock import PostgresRetrainLock, lock_held_sql
 from utils.pg_schema import LOCK_NAMESPACE, UPLOAD_QUOTA_LOCK, RegistryUnavailable, upgrade
@@ -79,7 +80,7 @@ SELECT new.*, (SELECT due FROM counted) AS due FROM new
 """
 
 
-class PostgresRegistry(PostgresAnalystTables):
+class PostgresRegistry(PostgresAnalystTables, PostgresBaselineJobs):
     """The registry in the database at ``url``; kept files in ``files`` (default: the data
     folder). Safe from any thread; each process opens its own small pool on first use."""
 

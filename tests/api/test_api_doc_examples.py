@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -259,6 +260,59 @@ ANALYST_CASES = ("GET /api/allowlist", "POST /api/allowlist", "POST /api/allowli
                  "POST /api/feedback", "GET /api/feedback")
 
 
+@pytest.fixture(scope="module")
+def baseline_answers(tmp_path_factory) -> dict[str, tuple[int, Any]]:
+    """The baseline routes' answers: a job queued on a generated conn.log, run in-process by
+    the job runner with a stand-in trainer whose health report warns (so it is held), then
+    promoted; and a KDD file refused."""
+    from server.baseline import BaselineLauncher
+    from tests.helpers.baseline_fakes import Fakes
+    from utils.baseline.jobs import run_baseline_job
+
+    root = tmp_path_factory.mktemp("doc-examples-baseline")
+    model_dir = shutil.copytree(REPO_ROOT / "models", root / "models")
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    answers: dict[str, tuple[int, Any]] = {}
+
+    def record(case: str, response) -> Any:
+        answers[case] = response.status_code, response.get_json()
+        return response.get_json()
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(BaselineLauncher, "launch", lambda self, job_id: os.getpid())
+        app = create_app({"TESTING": True, "MODEL_DIR": model_dir, "DATA_DIR": root / "data",
+                          "MODEL_CHECK_INTERVAL": 0.0, "ADMIN_TOKEN": ADMIN_TOKEN})
+        client = app.test_client()
+        log = tsv_log(conn_rows(3000, seed=5, rate=2.0))
+        job = record("POST /api/models/baseline", client.post(
+            "/api/models/baseline", headers=admin,
+            data={"files": (io.BytesIO(log), "conn.log")},
+            content_type="multipart/form-data"))["job"]
+        record("POST /api/models/baseline 400", client.post(
+            "/api/models/baseline", headers=admin,
+            data={"files": (io.BytesIO((kdd_line() + "\n").encode()), "week.txt")},
+            content_type="multipart/form-data"))
+    fakes = Fakes(warnings=[{"code": "scanner", "message": "10.0.0.5 reached 400 hosts",
+                             "hosts": ["10.0.0.5"]}])
+    run_baseline_job(job["id"], registry=app.extensions["anomalyze.uploads"].registry,
+                     model_dir=model_dir, data_dir=root / "data", trainer=fakes.trainer,
+                     reporter=fakes.reporter, gate=fakes.gate,
+                     contamination=fakes.contamination)
+    record("GET /api/models/baseline/<id>",
+           client.get(f"/api/models/baseline/{job['id']}", headers=admin))
+    record("POST /api/models/baseline/<id>/promote",
+           client.post(f"/api/models/baseline/{job['id']}/promote", headers=admin))
+    return answers
+
+
+def baseline_answer(case: str) -> Callable[[pytest.FixtureRequest], tuple[int, Any]]:
+    return lambda request: request.getfixturevalue("baseline_answers")[case]
+
+
+BASELINE_CASES = ("POST /api/models/baseline", "POST /api/models/baseline 400",
+                  "GET /api/models/baseline/<id>", "POST /api/models/baseline/<id>/promote")
+
+
 RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
     "GET /health": health,
     "GET /api/model-info": model_info,
@@ -267,9 +321,11 @@ RESPONSES: dict[str, Callable[[pytest.FixtureRequest], tuple[int, Any]]] = {
     "POST /api/predict 400": predict_bad_value,
     **{case: learning_answer(case) for case in LEARNING_CASES},
     **{case: analyst_answer(case) for case in ANALYST_CASES},
+    **{case: baseline_answer(case) for case in BASELINE_CASES},
 }
 EXPECTED_STATUS = {"POST /api/predict 400": 400, "POST /api/allowlist": 201,
-                   "POST /api/allowlist 409": 409, "POST /api/feedback": 201}
+                   "POST /api/allowlist 409": 409, "POST /api/feedback": 201,
+                   "POST /api/models/baseline": 202, "POST /api/models/baseline 400": 400}
 SLOW = set(LEARNING_CASES)  # start a real retrain process
 
 

@@ -11,6 +11,9 @@ Upload life cycle: ``pending`` (kept, waiting for a run), ``archived`` (in the t
 of a promoted model), ``used`` (considered by a run whose candidate was rejected; not fed again
 unless requeued), ``quarantined`` (it trained a version that was rolled back; never fed again
 unless released). A failed or interrupted run changes nothing.
+
+Baseline jobs (an admin's model of their own network, trained in a background process) are
+recorded here too, so any instance can show their progress (utils/registry/baseline_jobs.py).
 """
 
 from __future__ import annotations
@@ -269,4 +272,31 @@ class Registry(Protocol):
 
     def mark_feedback_trained(self, ids: Iterable[int], version: str) -> None:
         """Note the promoted version that first learned from these verdicts."""
+        ...
+
+    # --- baseline jobs (utils/registry/baseline_jobs.py) ------------------------------------
+    def create_baseline_job(self, files: list[str], options: dict) -> int:
+        """Record a queued job training a baseline from these kept uploads (SHA-256s, in
+        order; UnknownUpload if one is not kept) with ``options``; returns its id."""
+        ...
+
+    def baseline_job(self, job_id: int) -> dict[str, Any] | None:
+        """The job, or None; an active job whose process is gone is marked failed first."""
+        ...
+
+    def baseline_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest ``limit`` jobs, newest first (dead processes' jobs marked failed)."""
+        ...
+
+    def update_baseline_job(self, job_id: int, *, only_if: str | Iterable[str] | None = None,
+                            **fields: Any) -> bool:
+        """Set ``fields`` (status, stage, health, figures, version, reason, pid, host) and
+        the heartbeat, only while the job's status is one of ``only_if`` (None: any); whether
+        the job was updated. No fields: a heartbeat."""
+        ...
+
+    def claim_baseline_job(self, job_id: int | None = None) -> dict[str, Any] | None:
+        """Take a queued job (``job_id``, default the oldest queued) for this process: it
+        becomes running with this pid, host and a heartbeat. None if it was not queued: of
+        any number of processes claiming one job, exactly one gets it."""
         ...

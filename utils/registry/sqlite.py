@@ -38,24 +38,14 @@ from utils.registry.kept_files import (
     sanitise_name,
     stored_file_name,
 )
+from utils.registry.processes import pid_alive
 from utils.registry.sqlite_analyst import SQLiteAnalystTables
+from utils.registry.sqlite_baseline import SQLiteBaselineJobs
 from utils.registry.sqlite_connection import SQLiteDatabase
 from utils.registry.sqlite_schema import create_schema
 
 DB_FILE = "anomalyze.sqlite3"
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists (on this host)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+__all__ = ["DB_FILE", "SQLiteRegistry", "pid_alive"]
 
 
 def _quota_refusal(quota: UploadQuota, db: sqlite3.Connection, size: int,
@@ -68,7 +58,7 @@ def _quota_refusal(quota: UploadQuota, db: sqlite3.Connection, size: int,
     return quota.refusal(total, recent, size)
 
 
-class SQLiteRegistry(SQLiteAnalystTables):
+class SQLiteRegistry(SQLiteAnalystTables, SQLiteBaselineJobs):
     """utils.registry.interface.Registry on ``<data_dir>/anomalyze.sqlite3`` and the kept
     files under ``<data_dir>/uploaded_logs/``; safe to share between threads and across a
     fork."""

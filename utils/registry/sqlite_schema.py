@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
-SCHEMA_VERSION = 3  # 3: the allow-list and analyst feedback (new tables only)
+SCHEMA_VERSION = 4  # 3: the allow-list and analyst feedback; 4: baseline jobs (new tables)
 _UPLOADS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY,
@@ -71,6 +71,25 @@ CREATE TABLE IF NOT EXISTS feedback (
     created_at TEXT NOT NULL,
     trained_version TEXT,
     UNIQUE (sha256, record)
+);
+CREATE TABLE IF NOT EXISTS baseline_jobs (
+    id INTEGER PRIMARY KEY,
+    status TEXT NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'reported', 'promoted', 'held', 'rejected',
+                          'failed')),
+    stage TEXT NOT NULL DEFAULT 'queued',
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    heartbeat_at TEXT,
+    files TEXT NOT NULL,
+    options TEXT NOT NULL,
+    health TEXT,
+    figures TEXT,
+    version TEXT,
+    reason TEXT,
+    pid INTEGER,
+    host TEXT
 );
 """
 # Version 1 (no user_version) had no trusted/client columns and no 'quarantined' status. SQLite
