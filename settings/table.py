@@ -160,9 +160,8 @@ SETTINGS: tuple[Setting, ...] = (
             "and feedback (never to the browser)",
             shown="unset: the analyst tools answer 503"),
     Setting("ANOMALYZE_ADMIN_PASSWORD", None, token, FRONTEND,
-            "password an admin signs in to the web page with: an admin also has the analyst's "
-            "tools, and trains and promotes baselines (\"Train a baseline for your network\"); "
-            "must differ from `ANOMALYZE_ANALYST_PASSWORD`", shown="unset: no admin sign-in"),
+            "password an admin signs in to the web page with (analyst tools plus training "
+            "baselines); must differ from the analyst's", shown="unset: no admin sign-in"),
     Setting("ANOMALYZE_API_ADMIN_TOKEN", None, token, FRONTEND,
             "the API's `ANOMALYZE_ADMIN_TOKEN`, sent for a signed-in admin's baseline jobs "
             "(never to the browser)", shown="unset: the baseline section answers 503"),
