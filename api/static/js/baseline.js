@@ -74,10 +74,19 @@ function filesProblem(files) {
   return null;
 }
 
+function rerunText() {
+  return `${reportOnly.checked ? 'Check' : 'Train'} these files again with the options above`;
+}
+
 function refreshButton() {
   const files = chosenFiles();
   submit.textContent = reportOnly.checked ? 'Upload and check' : 'Upload and train';
   submit.disabled = state.busy || files.length === 0 || Boolean(filesProblem(files));
+  const rerun = byId('rerun-button');
+  if (rerun) {
+    rerun.textContent = rerunText();
+    rerun.disabled = state.busy;
+  }
 }
 
 function filesChosen() {
@@ -267,7 +276,7 @@ function renderHealthWarnings(health, job) {
         exclude.addEventListener('click', () => {
           const added = addExclusions(hosts);
           byId('job-announcement').textContent = `${added} host(s) added to the exclusions above. `
-            + (rerunnable(job) ? 'Use "Train again with the exclusions" or upload the files again.' : 'Upload the files again to train without them.');
+            + (rerunnable(job) ? `"${rerunText()}" trains without them.` : 'Upload the files again to train without them.');
         });
       }
       return el('div', { class: 'warning', 'data-code': fmtCell(warning.code) },
@@ -360,7 +369,7 @@ function rerunnable(job) {
 
 function renderFacts(job) {
   const rerun = rerunnable(job) && !ACTIVE.has(job.status)
-    ? el('button', { type: 'button', id: 'rerun-button', text: 'Train again with the exclusions above' }) : null;
+    ? el('button', { type: 'button', id: 'rerun-button', text: rerunText(), disabled: state.busy }) : null;
   if (rerun) {
     rerun.addEventListener('click', () => {
       if (state.busy) return;
