@@ -229,7 +229,8 @@ function renderState(job) {
   ];
   const box = byId('job-state');
   box.dataset.status = String(job.status);
-  box.replaceChildren(active ? el('span', { class: 'spinner', 'aria-hidden': 'true' }) : null, el('div', {}, lines));
+  const spinner = el('span', { class: 'spinner', 'aria-hidden': 'true' });
+  box.replaceChildren(...(active ? [spinner] : []), el('div', {}, lines));
   // Spoken once per change of status or stage, not on every poll.
   const said = `Job ${job.id}: ${job.status}${job.stage ? `, ${job.stage}` : ''}.`;
   if (said !== state.lastSaid) {
@@ -381,13 +382,13 @@ function renderFacts(job) {
       }));
     });
   }
-  byId('job-facts').replaceChildren(facts([
+  byId('job-facts').replaceChildren(...[facts([
     ['Created', job.created_at],
     ['Finished', job.finished_at],
     ['Files', Array.isArray(job.files) && job.files.length ? filesList(job.files) : null],
     ...optionFacts(job.options || {}),
     ['Model version', job.version],
-  ]), rerun);
+  ]), rerun].filter(Boolean));
 }
 
 function renderJob(job) {
