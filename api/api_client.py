@@ -15,7 +15,7 @@ import requests
 from flask import Flask, current_app
 
 from api.errors import FrontendError, from_api_response
-from api.multipart import file_body
+from api.multipart import file_body, files_body
 
 # Statuses a proxy in front of a starting server answers with; worth waiting out.
 WAKING_STATUSES = frozenset({502, 503, 504})
@@ -125,18 +125,46 @@ class ApiClient:
                      body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """(status, parsed JSON) of an analyst route of the API, sent with its analyst token.
         Error statuses are returned, not raised: the caller forwards what the page needs."""
+        return self._token_call(method, path, token, body, {"X-Analyst": "web"})
+
+    # -- the admin's baselines ----------------------------------------------------------------
+
+    def admin_call(self, method: str, path: str, token: str,
+                   body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """(status, parsed JSON) of an admin route of the API, sent with its admin token;
+        error statuses are returned, not raised."""
+        return self._token_call(method, path, token, body, {})
+
+    def admin_upload(self, path: str, token: str, files: list[tuple[str, BinaryIO, str | None]],
+                     fields: dict[str, str]) -> tuple[int, Any]:
+        """(status, parsed JSON) of a multipart POST of several files (each sent once,
+        streamed, under the field name ``files``) and text fields, with the admin token."""
+        body = files_body("files", files, fields)
+        try:
+            response = self.session.post(
+                f"{self.base_url}{path}", data=body,
+                headers={"Content-Type": body.content_type, "Authorization": f"Bearer {token}"},
+                timeout=(self.connect_timeout, self.read_timeout))
+        except requests.Timeout as exc:
+            raise _timeout_error(self.read_timeout) from exc
+        except requests.RequestException as exc:
+            raise _unreachable_error() from exc
+        return response.status_code, _json(response)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _token_call(self, method: str, path: str, token: str, body: dict[str, Any] | None,
+                    headers: dict[str, str]) -> tuple[int, Any]:
         try:
             response = self.session.request(
                 method, f"{self.base_url}{path}", json=body,
-                headers={"Authorization": f"Bearer {token}", "X-Analyst": "web"},
+                headers={"Authorization": f"Bearer {token}", **headers},
                 timeout=(self.connect_timeout, self.health_timeout))
         except requests.Timeout as exc:
             raise _timeout_error(self.health_timeout) from exc
         except requests.RequestException as exc:
             raise _unreachable_error() from exc
         return response.status_code, _json(response)
-
-    # -- helpers ----------------------------------------------------------------------------
 
     def _health(self) -> requests.Response:
         return self.session.get(f"{self.base_url}/health",

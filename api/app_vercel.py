@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import analysis, analyst_tools, api_client, auth, errors, pages, security
+from api import analysis, analyst_tools, api_client, auth, baseline, errors, pages, security
 from api.config import load_config, max_content_length
 
 
@@ -33,6 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(analysis.bp)
     auth.init_app(app)
     app.register_blueprint(analyst_tools.bp)
+    app.register_blueprint(baseline.bp)
     # The anonymous upload routes read no session: a cross-site request gains nothing.
     auth.csrf.exempt(analysis.analyze)
     auth.csrf.exempt(analysis.download_csv)

@@ -159,10 +159,16 @@ SETTINGS: tuple[Setting, ...] = (
             "the API's `ANOMALYZE_ANALYST_TOKEN`, sent for a signed-in analyst's allow-list "
             "and feedback (never to the browser)",
             shown="unset: the analyst tools answer 503"),
+    Setting("ANOMALYZE_ADMIN_PASSWORD", None, token, FRONTEND,
+            "password an admin signs in to the web page with (analyst tools plus training "
+            "baselines); must differ from the analyst's", shown="unset: no admin sign-in"),
+    Setting("ANOMALYZE_API_ADMIN_TOKEN", None, token, FRONTEND,
+            "the API's `ANOMALYZE_ADMIN_TOKEN`, sent for a signed-in admin's baseline jobs "
+            "(never to the browser)", shown="unset: the baseline section answers 503"),
     Setting("ANOMALYZE_SESSION_SECRET", None, token, FRONTEND,
             "key that signs the page's session cookie and its CSRF tokens; the same for every "
-            "worker and instance", shown="derived from `ANOMALYZE_ANALYST_PASSWORD` (a new "
-            "password signs everyone out)"),
+            "worker and instance", shown="derived from `ANOMALYZE_ANALYST_PASSWORD` and "
+            "`ANOMALYZE_ADMIN_PASSWORD` (a new password signs everyone out)"),
     Setting("ANOMALYZE_SESSION_COOKIE_SECURE", False, boolean, FRONTEND,
             "send the session cookie over HTTPS only: set it where the page is served over "
             "HTTPS"),

@@ -33,3 +33,14 @@ def test_panel_reports_an_unreachable_api_readably(client, mocked_api):
     response = client.get("/model-panel")
     assert response.status_code == 503
     assert response.get_json()["error_type"] == "api_unreachable"
+
+
+def test_panel_passes_on_every_kinds_model_and_a_missing_one(client, mocked_api):
+    """The page lists each kind's model from `models`; a kind without one is null, not an
+    error (the page then links to the baseline section)."""
+    info = {**MODEL_INFO, "models": {"kdd": MODEL_INFO, "zeek": None}}
+    mocked_api.get(f"{API_URL}/api/model-info", json=info)
+    mocked_api.get(f"{API_URL}/api/retrain/status", json=RETRAIN)
+    response = client.get("/model-panel")
+    assert response.status_code == 200
+    assert response.get_json()["model"]["models"] == {"kdd": MODEL_INFO, "zeek": None}

@@ -59,6 +59,47 @@ export function showModelPanelMessage(text) {
   document.getElementById('model-content').replaceChildren(el('p', { class: 'muted', text }));
 }
 
+// Where the admin trains a baseline (the server puts the address on <body>).
+export function baselineLink(text = 'Train a baseline for your network') {
+  return el('a', { href: document.body.dataset.baselineUrl || '/admin/baseline', text });
+}
+
+// The period a baseline model learnt from, when its card records one.
+function baselinePeriod(model) {
+  const period = (model.baseline && model.baseline.period) || (model.training_data && model.training_data.period);
+  if (!period || (!period.start && !period.end)) return null;
+  return `${fmtCell(period.start)} to ${fmtCell(period.end)}`;
+}
+
+function kindFacts(model) {
+  return definitionList([
+    ['Version', model.model_version],
+    ['Created', model.created_at],
+    ['k values', Array.isArray(model.k_values) ? model.k_values.join(', ') : null],
+    ['Threshold', model.threshold !== undefined && model.threshold !== null ? fmtFixed(model.threshold, 3) : null],
+    ['Training period', baselinePeriod(model)],
+    ['Trained on', model.training_data && model.training_data.file
+      ? `${model.training_data.file}${model.training_data.rows !== undefined ? ` (${fmtInt(model.training_data.rows)} rows)` : ''}` : null],
+  ]);
+}
+
+const KIND_TITLES = { kdd: 'KDD model', zeek: 'Zeek model' };
+const KIND_INPUT = { kdd: 'KDD records', zeek: 'Zeek conn.logs' };
+
+// One current model per input kind: each with its facts, or what to do when there is none.
+function kindSections(models) {
+  const kinds = ['kdd', 'zeek', ...Object.keys(models).filter((kind) => !(kind in KIND_TITLES))];
+  return kinds.filter((kind) => kind in models).map((kind) => {
+    const model = models[kind];
+    const title = KIND_TITLES[kind] || `${kind} model`;
+    const body = model ? kindFacts(model) : el('p', { class: 'no-model', 'data-kind': kind },
+      `No ${title} yet: ${KIND_INPUT[kind] || 'uploads of this kind'} are scored by the KDD model, which cannot judge them. `,
+      kind === 'zeek' ? baselineLink() : null, kind === 'zeek' ? '.' : null);
+    return el('div', { class: 'model-kind', 'data-kind': kind },
+      el('h3', { text: title }), body);
+  });
+}
+
 export async function loadModelPanel() {
   const target = document.getElementById('model-content');
   const reply = await getJson('/model-panel');
@@ -67,9 +108,10 @@ export async function loadModelPanel() {
     return;
   }
   const { model, retrain } = reply.data;
+  const models = model && model.models && typeof model.models === 'object' ? model.models : null;
   target.replaceChildren(
-    modelFacts(model || {}),
-    el('h3', { text: 'Retraining' }),
+    ...(models ? kindSections(models) : [modelFacts(model || {})]),
+    el('h3', { text: models ? 'Retraining (KDD model)' : 'Retraining' }),
     retrain ? retrainFacts(retrain)
       : el('p', { class: 'muted', id: 'retrain-unavailable', text: 'Retraining status is not available: this API does not offer it yet.' }),
   );

@@ -5,6 +5,7 @@ import { horizontalBarChart, histogramLegend, scoreHistogram } from './charts.js
 import {
   SEVERITY_ORDER, byId, el, fmtCell, fmtFixed, fmtInt, fmtPercent, fmtSeconds, show,
 } from './dom.js';
+import { baselineLink } from './model_panel.js';
 
 const CATEGORY_ORDER = ['DoS', 'Probe', 'R2L', 'U2R', 'Unknown'];
 
@@ -20,13 +21,28 @@ export function detectionRate(summary) {
   return total > 0 ? (Number(summary.anomalies_detected) / total) * 100 : 0;
 }
 
+// A Zeek file scored by another kind's model: the API fell back to it because no Zeek model
+// exists yet, so the way out is a baseline of the analyst's own network.
+function baselineHint(warning, summary) {
+  if (warning.code !== 'input_kind_mismatch' || summary.input_kind !== 'zeek') return null;
+  const used = summary.model && summary.model.input_kind;
+  if (used === 'zeek') return null;
+  const admin = document.body.dataset.admin === 'true';
+  return el('p', { class: 'warning-baseline' },
+    'No Zeek model exists yet. ',
+    baselineLink(admin ? 'Train a baseline for your network' : 'Train a baseline for your network (admin)'),
+    admin ? ' from a quiet period of your traffic, then analyse this file again.'
+      : ': an admin uploads a quiet period of your traffic, then this file can be analysed again.');
+}
+
 // What the numbers alone would hide (the API's summary.warnings), above the results: the
-// message, and the command that fixes it.
+// message, and the command that fixes it (or, for a Zeek file, the page that does).
 export function renderWarnings(summary) {
   const box = byId('warnings');
   const warnings = Array.isArray(summary && summary.warnings) ? summary.warnings : [];
   box.replaceChildren(...warnings.map((warning) => el('div', { class: 'warning', 'data-code': fmtCell(warning.code) },
     el('p', {}, el('strong', { text: 'Warning: ' }), fmtCell(warning.message)),
+    baselineHint(warning, summary),
     warning.command ? el('p', { class: 'warning-command' }, 'Command: ', el('code', { text: String(warning.command) })) : null)));
   show(box, warnings.length > 0);
 }
