@@ -389,7 +389,7 @@ def test_an_admin_trains_a_zeek_baseline_through_the_page(page, frontend_url, ap
     page.screenshot(path=ARTIFACTS / "e2e-24-baseline-real.png", full_page=True)
     if job["status"] == "held":
         page.get_by_role("button", name=re.compile(r"^Promote version")).click()
-        page.get_by_text(re.compile(r"now scores \w+ uploads")).wait_for()
+        page.get_by_text(re.compile(r"^Version \S+ now scores \w+ uploads")).wait_for()
     info = requests.get(f"{api_url}/api/model-info", timeout=30).json()
     assert info["models"]["zeek"]["model_version"] == job["version"]
 

@@ -319,7 +319,7 @@ function renderHealth(job) {
       [fmtInt(t.destinations), true], [fmtInt(t.ports), true], [fmtInt(t.connections), true]]));
   const rows = Number(health.rows) || 0;
   const states = Object.entries(health.rejected_states || {}).sort((a, b) => Number(b[1]) - Number(a[1]));
-  table('states-table', [['State'], ['Connections', true], ['Share', true]],
+  table('states-table', [['State'], ['Connections', true], ['Of all connections', true]],
     states.map(([name, count]) => [[name], [fmtInt(count), true],
       [rows ? fmtPercent((Number(count) / rows) * 100, 2) : '–', true]]));
   const services = health.services || [];
