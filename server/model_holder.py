@@ -87,6 +87,8 @@ class ModelHolder:
     ) -> None:
         self.kind = check_kind(kind)
         self.required = kind == DEFAULT_KIND
+        # in log lines: the KDD model's read as they always have ("serving model <version>")
+        self._name = "model" if self.required else f"{kind} model"
         self.model_dir = kind_model_dir(model_dir, kind)
         self.store = store if store is not None else open_model_store(model_dir, kind=kind)
         self.check_interval = check_interval
@@ -145,7 +147,7 @@ class ModelHolder:
     def _load(self, stamp: Hashable | None) -> None:
         if stamp is None and self._model is not None:
             self._error = f"{MODEL_FILE} has disappeared from the model folder"
-            log.error("%s model file missing; still serving %s", self.kind, self._model.version)
+            log.error("%s file missing; still serving %s", self._name, self._model.version)
             return
         if stamp is None and not self.required:
             self._error = None  # no model of this kind yet: nothing to load, nothing wrong
@@ -162,14 +164,14 @@ class ModelHolder:
             previous = self._model
             self._model, self._error = model, None
             if previous is None or previous.version != model.version:
-                log.info("serving %s model %s", self.kind, model.version)
+                log.info("serving %s %s", self._name, model.version)
 
     def _fail(self, error: str) -> None:
         self._error = error
         if self._model is None:
-            log.error("no %s model loaded: %s", self.kind, error)
+            log.error("no %s loaded: %s", self._name, error)
         else:
-            log.error("%s model reload failed, still serving %s: %s", self.kind,
+            log.error("%s reload failed, still serving %s: %s", self._name,
                       self._model.version, error)
 
 
