@@ -38,7 +38,8 @@ def prediction(
     upload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of a successful /api/predict or /api/predict-json answer (docs/API.md)."""
-    by_severity = pd.Series(analysis.severity).value_counts().to_dict()
+    codes = analysis.severity.codes
+    by_severity = np.bincount(codes[codes >= 0], minlength=len(SEVERITIES))
     anomalies = anomaly_records(model, analysis)
     summary: dict[str, Any] = {
         "total_samples": len(analysis),
@@ -46,7 +47,7 @@ def prediction(
         "alerts": int(np.count_nonzero(analysis.alerts)),
         "allowlisted": int(np.count_nonzero(analysis.is_anomaly & ~analysis.alerts)),
         "anomalies_returned": len(anomalies),
-        "severity_counts": {name: int(by_severity.get(name, 0)) for name in SEVERITIES},
+        "severity_counts": dict(zip(SEVERITIES, by_severity.tolist(), strict=True)),
         "processing_time": round(processing_time, 4),
         "model_version": model.version,
         "threshold": float(analysis.threshold),
