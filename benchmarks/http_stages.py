@@ -428,6 +428,10 @@ def concurrent(url: str, master: int, upload: Callable, clients: int, seconds: f
 
 def table(result: dict) -> str:
     lines = []
+    if "command" in result:
+        load = [f"{x:.2f}" for x in (*result["loadavg_before"][:1], *result["loadavg_after"][:1])]
+        lines += [f"`{result['command']}` at {result['when']}, git {result['commit']}; "
+                  f"load average {load[0]} at the start, {load[1]} at the end."]
     for name, found in result["in_process"].items():
         best, total = found["best_seconds"], found["request_best_seconds"]
         lines += ["", f"### {name}", "",
@@ -471,6 +475,16 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     from settings import script_settings
 
@@ -494,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     scenarios = uploads(args.test_file, args.train_file, args.kdd99_rows)
-    result: dict = {"loadavg_before": os.getloadavg(),
+    result: dict = {"command": " ".join(["python -m benchmarks.http_stages",
+                                         *(sys.argv[1:] if argv is None else argv)]),
+                    "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "commit": _commit(), "loadavg_before": os.getloadavg(),
                     "in_process": measure_in_process(args.model_dir, scenarios, args.rounds,
                                                      args.threads)}
     if args.gunicorn:
