@@ -31,8 +31,9 @@ best over the rounds. ``--gunicorn`` then posts the same uploads to a real gunic
 and the network add (client's wall time against the in-process one), and the CPU time a
 request costs the server's workers and the client; and finally 1 and 4 clients posting new
 1,000-row files for ``--concurrent-seconds`` each, with the CPU the workers and the clients
-spend per request: on a 2-core machine, rows/s can be no more than 2 s of CPU per second over
-the CPU a request costs.
+spend per request (and 4 clients posting one file again and again: a duplicate is not kept);
+on a 2-core machine, rows/s can be no more than 2 s of CPU per second over the CPU a request
+costs.
 
     python -m benchmarks.http_stages [--rounds 15] [--gunicorn] [--out results.json]
 """
@@ -374,9 +375,10 @@ def measure_gunicorn(scenarios: dict[str, Callable], rounds: int, concurrent_sec
                     "client_cpu_mean_s": sum(r[3] for r in found) / len(found)}
             small = scenarios["1,000 rows, new"]
             offset = [10_000]
-            for clients in (1, 4):
-                result["concurrent"].append(
-                    concurrent(url, master.pid, small, clients, concurrent_seconds, offset))
+            for clients, files in ((1, "new"), (4, "new"), (4, "same file")):
+                upload = small if files == "new" else (lambda _: small(0))
+                row = concurrent(url, master.pid, upload, clients, concurrent_seconds, offset)
+                result["concurrent"].append({"files": files, **row})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
@@ -461,13 +463,16 @@ def table(result: dict) -> str:
                 f"{found['client_wall_p50_s'] * 1000:.1f} | {found['view_best_s'] * 1000:.1f} | "
                 f"{inner['cpu'] * 1000:.1f} | {found['server_cpu_mean_s'] * 1000:.1f} | "
                 f"{found['client_cpu_mean_s'] * 1000:.1f} |")
-        lines += ["", "New 1,000-row files, clients posting at once:", "",
-                  "| clients | requests | rows/s | p50 (ms) | p99 (ms) | in the view p50 (ms) | "
-                  "workers' CPU per request (ms) | clients' CPU per request (ms) | "
-                  "CPUs busy |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "1,000-row files (each new, or one file again and again), clients "
+                      "posting at once:", "",
+                  "| files | clients | requests | rows/s | p50 (ms) | p99 (ms) | "
+                  "in the view p50 (ms) | workers' CPU per request (ms) | "
+                  "clients' CPU per request (ms) | CPUs busy |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in real["concurrent"]:
             lines.append(
-                f"| {row['clients']} | {row['requests']} | {row['rows_per_s']:,.0f} | "
+                f"| {row['files']} | {row['clients']} | {row['requests']} | "
+                f"{row['rows_per_s']:,.0f} | "
                 f"{row['p50_s'] * 1000:.0f} | {row['p99_s'] * 1000:.0f} | "
                 f"{row['view_p50_s'] * 1000:.0f} | "
                 f"{row['server_cpu_per_request_s'] * 1000:.1f} | "
