@@ -347,7 +347,8 @@ def _workers_cpu(master: int) -> float:
 
 
 def measure_gunicorn(scenarios: dict[str, Callable], rounds: int, concurrent_seconds: float,
-                     workers: int, threads: int) -> dict:
+                     workers: int, threads: int, env: dict[str, str] | None = None) -> dict:
+    """``env``: more variables for the server (the bench's model and settings by default)."""
     import requests
 
     from benchmarks.bench_http import gunicorn, percentile, post_summary
@@ -356,7 +357,8 @@ def measure_gunicorn(scenarios: dict[str, Callable], rounds: int, concurrent_sec
     result: dict = {"workers": workers, "threads": threads, "sequential": {},
                     "concurrent": []}
     try:
-        with gunicorn(workers, threads, tmp / "data", tmp / "gunicorn.log") as (url, master):
+        with gunicorn(workers, threads, tmp / "data", tmp / "gunicorn.log", env) as (
+                url, master):
             runs: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
             with requests.Session() as session:
                 for number in range(-2, rounds):  # two untimed rounds: each worker's first

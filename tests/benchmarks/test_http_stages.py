@@ -12,6 +12,7 @@ from benchmarks.http_stages import (
     STAGES,
     StageClock,
     instrumented,
+    measure_gunicorn,
     measure_in_process,
     rotated,
     table,
@@ -77,3 +78,19 @@ def test_every_stage_of_a_new_upload_is_found_on_the_request_path(
     same = result["KDDTest+ (same file)"]["best_seconds"]["wall"]
     assert same["keep: fsync file"] == 0.0  # a duplicate is not written again
     assert "| explanations |" in table({"in_process": result})
+
+
+@pytest.mark.e2e
+def test_the_gunicorn_comparison_posts_every_upload_and_counts_the_cpu(
+        model_dir, kdd_test_path, kdd_train_path):
+    scenarios = uploads(kdd_test_path, kdd_train_path, kdd99_rows=2_000)
+    real = measure_gunicorn(scenarios, rounds=1, concurrent_seconds=0.5, workers=1, threads=4,
+                            env={"ANOMALYZE_MODEL_DIR": str(model_dir)})
+    assert set(real["sequential"]) == set(scenarios)
+    for found in real["sequential"].values():
+        assert found["client_wall_best_s"] >= found["view_best_s"] > 0
+        assert found["client_cpu_mean_s"] > 0
+    assert [(row["files"], row["clients"]) for row in real["concurrent"]] == [
+        ("new", 1), ("new", 4), ("same file", 4)]
+    assert all(row["requests"] > 0 and row["server_cpu_per_request_s"] > 0
+               for row in real["concurrent"])
