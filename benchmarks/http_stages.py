@@ -8,12 +8,12 @@ KDD Cup 1999 file made as ``benchmarks.bench_http`` makes it (new each round).
 
 In-process part: the app (``server.create_app``, the server's default scoring threads, a temp
 data folder, automatic retraining off) is called as a WSGI application with a prepared
-multipart body, read through gunicorn's own body reader from a socket pair (a thread sends
-it), so no test client or HTTP parsing is timed but the body is received as in a worker. For
-the duration of the run only, the server functions below are wrapped with a clock (nothing in
-the product is changed), which adds each call's wall-clock time and the request thread's CPU
-time to its stage, less the time of the wrapped calls inside it (the CPU of the scoring
-threads is a stage of its own):
+multipart body, read through gunicorn's own body reader from a loopback TCP connection (a
+thread sends it), so no test client or HTTP parsing is timed but the body is received as in a
+worker. For the duration of the run only, the server functions below are wrapped with a clock
+(nothing in the product is changed), which adds each call's wall-clock time and the request
+thread's CPU time to its stage, less the time of the wrapped calls inside it (the CPU of the
+scoring threads is a stage of its own):
 
 - receive: multipart decoding (``UploadFormParser._read_multipart``), the spool's file writes
   and its SHA-256 updates (``HashingSpool`` hashes while it receives), and the final flush
@@ -263,15 +263,19 @@ def multipart_body(name: str, data: bytes) -> tuple[bytes, str]:
 # --- in process -------------------------------------------------------------------------------
 
 class BodySender:
-    """The request body through gunicorn's own body reader: a thread sends it into one end of a
-    socket pair, ``stream`` reads the other end as gunicorn's worker does (its reader copies
-    what it holds beyond each read, which costs the request thread CPU)."""
+    """The request body through gunicorn's own body reader: a thread sends it over a TCP
+    connection on 127.0.0.1, ``stream`` reads it as gunicorn's worker does (its reader copies
+    what it holds beyond each read, which costs the request thread CPU). TCP, not a socket
+    pair: on loopback TCP a read returns up to 1 MiB, on a socket pair about 200 KiB, and the
+    reader's copies depend on it."""
 
     def __init__(self, body: bytes) -> None:
         from gunicorn.http.body import Body, LengthReader
         from gunicorn.http.unreader import SocketUnreader
 
-        self._out, self._in = socket.socketpair()
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            self._out = socket.create_connection(listener.getsockname())
+            self._in, _ = listener.accept()
         self.cpu = 0.0  # the sending thread's: the client's work, not the server's
         self.stream = Body(LengthReader(SocketUnreader(self._in), len(body)))
         self._thread = threading.Thread(target=self._send, args=(body,), daemon=True)
