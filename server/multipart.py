@@ -20,7 +20,7 @@ size limit is the spool's (``ANOMALYZE_MAX_UPLOAD_MB``).
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
@@ -40,7 +40,12 @@ FILE_FIELD = "file"
 MAX_PARTS = 100
 MAX_OTHER_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 256 * 1024  # also what the decoder may buffer before the first boundary
-_READ_BYTES = 64 * 1024
+# The body is read from the server in large blocks and handed to the decoder in small pieces.
+# gunicorn's reader copies what it holds beyond each read (up to 1 MiB) on every read: reading a
+# 70 MB body 64 KiB at a time cost about 200 ms of CPU in those copies, 1 MiB at a time 15 ms.
+# The decoder still sees 64 KiB at a time, within its buffer limit (MAX_HEADER_BYTES).
+_READ_BYTES = 1024 * 1024
+_FEED_BYTES = 64 * 1024
 
 
 class FormLimitExceeded(RequestEntityTooLarge):
@@ -120,8 +125,7 @@ class UploadFormParser(FormDataParser):
         spooled: dict[str, int] = {}
         part: Field | File | None = None
         container: IO[bytes] = io.BytesIO()
-        while True:
-            data = stream.read(_READ_BYTES)
+        for data in _pieces(stream):
             try:
                 decoder.receive_data(data or None)
             except RequestEntityTooLarge:  # only the decoder's own buffer limit raises here
@@ -159,3 +163,13 @@ class UploadFormParser(FormDataParser):
             if not data:
                 break
         return self.cls(fields), self.cls(files)
+
+
+def _pieces(stream: IO[bytes]) -> Iterator[bytes | memoryview]:
+    """The stream's bytes in pieces of at most _FEED_BYTES, read _READ_BYTES at a time, then
+    one empty piece at the end."""
+    while block := stream.read(_READ_BYTES):
+        view = memoryview(block)
+        for start in range(0, len(view), _FEED_BYTES):
+            yield view[start:start + _FEED_BYTES]
+    yield b""

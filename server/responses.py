@@ -38,7 +38,8 @@ def prediction(
     upload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of a successful /api/predict or /api/predict-json answer (docs/API.md)."""
-    by_severity = pd.Series(analysis.severity).value_counts().to_dict()
+    codes = analysis.severity.codes
+    by_severity = np.bincount(codes[codes >= 0], minlength=len(SEVERITIES))
     anomalies = anomaly_records(model, analysis)
     summary: dict[str, Any] = {
         "total_samples": len(analysis),
@@ -46,7 +47,7 @@ def prediction(
         "alerts": int(np.count_nonzero(analysis.alerts)),
         "allowlisted": int(np.count_nonzero(analysis.is_anomaly & ~analysis.alerts)),
         "anomalies_returned": len(anomalies),
-        "severity_counts": {name: int(by_severity.get(name, 0)) for name in SEVERITIES},
+        "severity_counts": dict(zip(SEVERITIES, by_severity.tolist(), strict=True)),
         "processing_time": round(processing_time, 4),
         "model_version": model.version,
         "model": {"version": model.version, "input_kind": model_kind(model.card)},
@@ -80,7 +81,7 @@ def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, An
     features = analysis.top_features
     columns: dict[str, list] = {
         "index": index.tolist(),
-        "severity": analysis.severity[index].tolist(),
+        "severity": severity_names(analysis, index),
         "anomaly_score": analysis.anomaly_score[index].tolist(),
         "confidence": analysis.confidence[index].tolist(),
     }
@@ -102,6 +103,16 @@ def anomaly_records(model: LoadedModel, analysis: Analysis) -> list[dict[str, An
             columns[str(name)] = json_column(identity[name].to_numpy())
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+# Indexed by a severity code; code -1 (none) takes the last entry.
+_SEVERITY_NAMES = np.array([*SEVERITIES, None], dtype=object)
+
+
+def severity_names(analysis: Analysis, rows: np.ndarray | slice) -> list:
+    """The rows' severities as str, from their codes (a pandas Categorical's own ``take`` and
+    ``tolist`` cost 0.4 ms for 1,000 rows, this 0.03)."""
+    return _SEVERITY_NAMES[analysis.severity.codes[rows]].tolist()
 
 
 def reported_identity(identity: pd.DataFrame) -> list[str]:
@@ -178,7 +189,7 @@ def _csv_blocks(analysis: Analysis, identity: Iterator[pd.DataFrame] | None) -> 
         scores = analysis.anomaly_score[start:stop].tolist()
         confidence = analysis.confidence[start:stop].tolist()
         flagged = analysis.is_anomaly[start:stop].tolist()
-        severity = analysis.severity[start:stop].tolist()
+        severity = severity_names(analysis, slice(start, stop))
         label_block = (labels.iloc[start:stop].to_numpy(dtype=object)
                        if labels is not None else None)
         identity_rows = rows.take(stop - start) if rows is not None else None
