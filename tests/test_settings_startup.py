@@ -22,7 +22,8 @@ SCRIPTS = ("train_model", "retrain_model", "optimize_threshold", "test_performan
            "benchmarks.validation_study", "benchmarks.zeek_bench",
            "benchmarks.precision", "benchmarks.registry_overhead", "watch_zeek",
            "benchmarks.watch_bench", "analyst_admin", "score_logs",
-           "benchmarks.dask_bench", "benchmarks.stages", "benchmarks.zeek_k_rule")
+           "benchmarks.dask_bench", "benchmarks.stages", "benchmarks.zeek_k_rule",
+           "benchmarks.http_stages")
 BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
