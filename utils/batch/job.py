@@ -74,7 +74,7 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 * _MIB,
     # pyarrow's own pool (mimalloc) keeps what the Parquet writer freed in its own segments,
     # so a worker's peak crept up piece after piece (30 MB over 10 KDD pieces); with the
-    # system allocator it is flat after the first piece.
+    # system allocator it is flat after the first KDD piece (Zeek pieces still creep some).
     "distributed.nanny.pre-spawn-environ.ARROW_DEFAULT_MEMORY_POOL": "system",
     # Timers every process's event loop runs, whether or not a task does: the blocked-loop
     # check (every 20 ms), the system monitor behind the dashboard's graphs (0.5 s) and the
