@@ -8,17 +8,16 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers.batch_scoring import MODEL_DIR
+from utils.batch.job import connect
 from utils.batch.readers import load_scoring_model
 
 
 @pytest.fixture(scope="package")
 def local_client() -> Iterator[object]:
-    """A LocalCluster of two worker processes, as ``score_logs.py`` starts by default; stopped
-    after this folder's tests, so its processes do not idle through the rest of the suite."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    """A LocalCluster of two worker processes, started (and tuned) as ``score_logs.py`` starts
+    it; stopped after this folder's tests, so its processes do not idle through the rest of
+    the suite."""
+    with connect(workers=2) as client:
         yield client
 
 

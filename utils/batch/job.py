@@ -58,6 +58,33 @@ from utils.batch.worker import (
 SUMMARY_FILE = "summary.json"
 ON_ERROR = ("raise", "skip")
 
+_MIB = 1 << 20
+# Dask settings of the cluster ``connect`` starts on this machine (a remote cluster's are its
+# own: README shows them as environment variables). Each was measured on this job's tasks
+# (benchmarks.dask_bench, one worker against the same task functions in one process).
+LOCAL_CLUSTER_CONFIG = {
+    # The statistical profiler (the dashboard's Profile page) samples every thread every
+    # 10 ms: about 7% more CPU on KDD pieces.
+    "distributed.worker.profile.enabled": False,
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which also pins glibc's mmap
+    # threshold at 128 KiB: every column array is then a fresh mmap whose pages fault in
+    # when written and go back to the kernel when freed (3-4x the page faults of one process,
+    # 15-20% more CPU). Blocks up to 32 MiB (the most glibc allows) come from the heap,
+    # which keeps the freed ones for the next piece and still trims its top.
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 * _MIB,
+    # pyarrow's own pool (mimalloc) keeps what the Parquet writer freed in its own segments,
+    # so a worker's peak crept up piece after piece (30 MB over 10 KDD pieces); with the
+    # system allocator it is flat after the first KDD piece (Zeek pieces still creep some).
+    "distributed.nanny.pre-spawn-environ.ARROW_DEFAULT_MEMORY_POOL": "system",
+    # Timers every process's event loop runs, whether or not a task does: the blocked-loop
+    # check (every 20 ms), the system monitor behind the dashboard's graphs (0.5 s) and the
+    # memory monitor (0.1 s; spilling, pausing and restarting a worker still follow it).
+    # Together about 5% of a core for a one-worker cluster idle, 1.5-2% at these periods.
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
+
 
 class JobFailed(RuntimeError):
     """The job stopped: a bad file (with ``--on-error raise``), or the cluster failed."""
@@ -93,9 +120,7 @@ def connect(scheduler: str | None = None, workers: int | None = None,
     import dask
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    # The workers' statistical profiler (the dashboard's Profile page) samples every thread
-    # every 10 ms: about 7% more CPU on these tasks (measured on KDD pieces), so it is off.
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
         cluster = LocalCluster(n_workers=workers or cores or 1, threads_per_worker=1,
                                processes=True, memory_limit=memory_limit or "auto",
                                dashboard_address="127.0.0.1:0")
