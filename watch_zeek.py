@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 
@@ -53,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("communityid").setLevel(logging.WARNING)  # it logs every hash at INFO
 
-    from server.model_holder import ModelHolder  # the API's hot swap, reused as it is
+    # the API's hot swap and choice of model, reused as they are
+    from server.input_warnings import model_kind
+    from server.model_holder import ModelHolder, ModelUnavailable, model_preferring
     from utils.backend_errors import BackendConfigError
     from utils.backends import open_backends
+    from utils.model_store.kinds import KINDS
     from utils.watch.allowed import RefreshingAllowList
     from utils.watch.metrics import WatchMetrics
     from utils.watch.sinks import FileSink, StdoutSink, SyslogSink, WebhookSink
@@ -80,12 +84,22 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
-    holder = ModelHolder(config["MODEL_DIR"], check_interval=config["MODEL_CHECK_INTERVAL"])
-    holder.refresh(force=True)
-    model, fault = holder.status()
-    if model is None:
-        print(f"error: no model to score with: {fault}", file=sys.stderr)
+    # The Zeek baseline of this network once one is promoted (also while watching: hot
+    # reload), the KDD model until then, as the API chooses for an uploaded conn.log.
+    holders = {kind: ModelHolder(config["MODEL_DIR"], kind=kind,
+                                 check_interval=config["MODEL_CHECK_INTERVAL"])
+               for kind in KINDS}
+    for holder in holders.values():
+        holder.refresh(force=True)
+    try:
+        model = model_preferring(holders, "zeek")
+    except ModelUnavailable as exc:
+        print(f"error: no model to score with: {exc}", file=sys.stderr)
         return 2
+    if model_kind(model.card) != "zeek":
+        logging.getLogger("anomalyze.watch").warning(
+            "no Zeek model of this network yet: scoring with the KDD model %s, which flags "
+            "much ordinary traffic; train a baseline (docs/ZEEK.md)", model.version)
     allowlist = None
     try:  # the registry the API and analyst_admin.py keep the allow-list in
         registry = open_backends(config["DATA_DIR"], config["MODEL_DIR"],
@@ -103,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_metrics:
         metrics.serve(config["WATCH_METRICS_PORT"], args.metrics_address)
     watcher = Watcher(
-        log_path, config["WATCH_STATE_DIR"], holder.current, sinks,
+        log_path, config["WATCH_STATE_DIR"], partial(model_preferring, holders, "zeek"), sinks,
         WatchConfig(reorder_seconds=config["WATCH_REORDER_SECONDS"],
                     idle_flush_seconds=config["WATCH_IDLE_FLUSH_SECONDS"],
                     poll_seconds=config["WATCH_POLL_SECONDS"],

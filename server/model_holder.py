@@ -219,17 +219,26 @@ def current_model(kind: str = DEFAULT_KIND) -> LoadedModel:
     return model
 
 
-def model_for_input(input_kind: str) -> LoadedModel:
-    """The model to score input of ``input_kind`` with: that kind's model when one is loaded,
-    else the KDD model (503 if there is none either). The answer then carries the
-    input-kind warning (server/input_warnings.py), since the model was not trained on such
-    traffic."""
+def model_preferring(holders: dict[str, ModelHolder], input_kind: str) -> LoadedModel:
+    """``input_kind``'s model when one is loaded, else the KDD model (ModelUnavailable if
+    there is none either): the API's choice per upload and the watcher's per batch."""
     if input_kind != DEFAULT_KIND:
-        model = get_holder(input_kind).status()[0]
+        model = holders[check_kind(input_kind)].status()[0]
         if model is not None:
-            _use(model)
             return model
-    return current_model(DEFAULT_KIND)
+    return holders[DEFAULT_KIND].current()
+
+
+def model_for_input(input_kind: str) -> LoadedModel:
+    """The model to score input of ``input_kind`` with (``model_preferring``; 503 if there is
+    none). On the KDD model the answer carries the input-kind warning
+    (server/input_warnings.py), since that model was not trained on such traffic."""
+    try:
+        model = model_preferring(get_holders(), input_kind)
+    except ModelUnavailable as exc:
+        raise ApiError(503, "model_unavailable", _unavailable(DEFAULT_KIND, str(exc))) from None
+    _use(model)
+    return model
 
 
 def require_any_model() -> None:
