@@ -231,7 +231,7 @@ def _receive_files(sink: UploadSink) -> list[str]:
                            "space, so the baseline's files cannot be kept; try again later")
         for item, (rows, has_labels) in zip(received, checked, strict=True):
             kept = sink.register(item, rows, has_labels, KIND, trusted=True,
-                                 client=request.remote_addr, threshold=0)
+                                 client=request.remote_addr, counted=False)
             if not (kept["stored"] or kept["duplicate"]):
                 raise ApiError(507, "insufficient_storage",
                                f"{item.original_name or 'a file'} was not kept "

@@ -29,6 +29,7 @@ from server.uploads import Received, UploadSink, get_sink
 from utils.backend_errors import BackendUnavailable
 from utils.readers import input_kind_of, iter_identity
 from utils.registry import RegistryBusyError
+from utils.retraining import LEARNS_FROM_UPLOADS
 
 log = logging.getLogger("anomalyze.server")
 
@@ -144,8 +145,10 @@ def keep_upload(sink: UploadSink, received: Received, analysis: Analysis, *,
                   received.sha256[:16], disk.free_bytes(), disk.min_free_bytes)
         return {"duplicate": False, "stored": False, "store_reason": "low_disk"}
     try:
+        # Only input a retrain learns from counts towards the next one (docs/LEARNING.md).
         return sink.register(received, rows=len(analysis), has_labels=analysis.has_labels,
-                             input_kind=analysis.input_kind, trusted=trusted, client=client)
+                             input_kind=analysis.input_kind, trusted=trusted, client=client,
+                             counted=analysis.input_kind == LEARNS_FROM_UPLOADS)
     except BackendUnavailable as exc:  # the shared database or object store is away
         log.error("upload %s not kept: %s", received.sha256[:16], exc)
         return {"duplicate": False, "stored": False, "store_reason": exc.reason}

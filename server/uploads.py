@@ -220,6 +220,7 @@ class UploadSink:
     def register(
         self, received: Received, rows: int, has_labels: bool, input_kind: str, *,
         trusted: bool = False, client: str | None = None, threshold: int | None = None,
+        counted: bool = True,
     ) -> dict[str, Any]:
         """Keep a valid upload unless the same content is already kept or the quota is
         reached; count it.
@@ -230,14 +231,15 @@ class UploadSink:
         the model; ``client``: the address it came from. When it completes a batch of
         ``retrain_threshold`` new uploads, ``on_retrain_due`` is called (in the app: the
         ``retrain_due`` signal, which server/retrain.py answers by starting a retrain);
-        ``threshold`` 0 never does (an admin's baseline files train no retrain).
+        ``threshold`` 0 never does; ``counted`` False does not count it at all (input no
+        retrain learns from: Zeek logs, an admin's baseline files).
         Only call it for uploads that parsed.
         """
         registration = self.registry.register(
             received.path, sha256=received.sha256, original_name=received.original_name,
             rows=rows, has_labels=has_labels, input_kind=input_kind,
             threshold=self.retrain_threshold if threshold is None else threshold,
-            trusted=trusted, client=client, quota=self.quota)
+            trusted=trusted, client=client, quota=self.quota, counted=counted)
         if registration.retrain_due:
             self.on_retrain_due()
         return {"duplicate": registration.duplicate, "stored": registration.stored,

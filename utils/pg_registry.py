@@ -73,7 +73,7 @@ WITH new AS (
             ELSE uploads_since_retrain + 1 END,
         requests = CASE WHEN %(threshold)s > 0
             AND uploads_since_retrain + 1 >= %(threshold)s THEN 1 ELSE requests END
-    WHERE id = 1 AND EXISTS (SELECT 1 FROM new)
+    WHERE id = 1 AND %(counted)s AND EXISTS (SELECT 1 FROM new)
     RETURNING %(threshold)s > 0 AND uploads_since_retrain = 0 AS due
 )
 SELECT new.*, (SELECT due FROM counted) AS due FROM new
@@ -151,7 +151,7 @@ class PostgresRegistry(PostgresAnalystTables, PostgresBaselineJobs):
     def register(self, path: Path | str, *, sha256: str, original_name: str | None, rows: int,
                  has_labels: bool, input_kind: str, threshold: int | None = None,
                  trusted: bool = False, client: str | None = None,
-                 quota: UploadQuota | None = None) -> Registration:
+                 quota: UploadQuota | None = None, counted: bool = True) -> Registration:
         """Keep the upload once per content and count it (see the module docstring); the
         contract of ``UploadRegistry.register``. The file is kept before its row is written,
         so a row never names a missing file; a row not written forgets the file again."""
@@ -171,7 +171,7 @@ class PostgresRegistry(PostgresAnalystTables, PostgresBaselineJobs):
                   "location": location, "size": size, "rows": int(rows),
                   "has_labels": bool(has_labels), "input_kind": input_kind,
                   "received_at": utc_timestamp(), "trusted": bool(trusted), "client": client,
-                  "threshold": threshold}
+                  "threshold": threshold, "counted": bool(counted)}
         try:
             with self._transaction() as conn:
                 if quota is not None:  # concurrent uploads must not overshoot it together

@@ -14,6 +14,7 @@ from server import create_app
 from server.retrain import RetrainLauncher
 from tests.helpers.kdd_data import kdd_bytes
 from tests.helpers.models import SMALL_K, copy_model
+from tests.helpers.zeek_logs import conn_rows, tsv_log
 from utils.model_store import load_model
 from utils.retraining import RetrainSettings, run_queued
 
@@ -57,6 +58,15 @@ def test_uploads_are_registered_once_and_the_threshold_launches_one_retrain(
     assert status["uploads_since_retrain"] == 1
     assert status["queued_requests"] == 1
     assert status["running"] is False and status["last_runs"] == []
+
+
+def test_zeek_uploads_are_kept_but_never_count_towards_a_retrain(client, launches):
+    logs = [tsv_log(conn_rows(40, seed=seed)) for seed in range(4)]
+    bodies = [upload(client, log, "conn.log").get_json() for log in logs]
+    assert [b["summary"]["stored"] for b in bodies] == [True] * 4
+    assert launches == []  # 4 uploads past a threshold of 3, none of them KDD records
+    status = client.get("/api/retrain/status").get_json()
+    assert status["uploads_since_retrain"] == 0
 
 
 def settings_for(app, train_file) -> RetrainSettings:

@@ -122,6 +122,18 @@ def test_crossing_the_threshold_queues_one_request_and_requests_coalesce(registr
     assert registry.state()["requests"] == 1
 
 
+def test_an_upload_kept_but_not_counted_neither_moves_the_counter_nor_queues_a_retrain(
+        registry, tmp_path):
+    due = [keep(registry, tmp_path / "in", f"u{i}\n".encode(), threshold=2,
+                counted=i % 3 != 0).retrain_due for i in range(6)]
+    # counted: u1, u2 (due), u4, u5 (due); u0 and u3 are kept all the same
+    assert due == [False, False, True, False, False, True]
+    assert len(registry.uploads()) == 6
+    assert registry.state()["uploads_since_retrain"] == 0
+    keep(registry, tmp_path / "in", b"u6\n", threshold=2, counted=False)
+    assert registry.state()["uploads_since_retrain"] == 0
+
+
 def test_a_kept_upload_is_read_back_byte_for_byte(registry, tmp_path):
     upload = keep(registry, tmp_path / "in", b"0,tcp,http\n" * 50).upload
     with registry.upload_file(upload) as path:

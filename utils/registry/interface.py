@@ -146,11 +146,12 @@ class Registry(Protocol):
     def register(self, path: Path | str, *, sha256: str, original_name: str | None, rows: int,
                  has_labels: bool, input_kind: str, threshold: int | None = None,
                  trusted: bool = False, client: str | None = None,
-                 quota: UploadQuota | None = None) -> Registration:
+                 quota: UploadQuota | None = None, counted: bool = True) -> Registration:
         """Keep the valid upload in the local file ``path`` unless its content is already
         kept or the ``quota`` refuses it, and count it towards the next retrain, in one
         transaction: concurrent duplicates count once, the counter is exact. Crossing
-        ``threshold`` (default DEFAULT_THRESHOLD, 0: never) queues a retrain. A trusted
+        ``threshold`` (default DEFAULT_THRESHOLD, 0: never) queues a retrain. ``counted``
+        False keeps it without counting it (input no retrain learns from). A trusted
         duplicate marks the kept upload trusted. An upload not kept leaves ``path`` alone."""
         ...
 

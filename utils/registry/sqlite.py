@@ -95,6 +95,7 @@ class SQLiteRegistry(SQLiteAnalystTables, SQLiteBaselineJobs):
         trusted: bool = False,
         client: str | None = None,
         quota: UploadQuota | None = None,
+        counted: bool = True,
     ) -> Registration:
         """Keep the valid upload at ``path`` (a temp file on the same file system) unless its
         content is already kept or it would break the ``quota``, and count it towards the
@@ -153,7 +154,7 @@ class SQLiteRegistry(SQLiteAnalystTables, SQLiteBaselineJobs):
                  int(bool(has_labels)), input_kind, utc_timestamp(), int(bool(trusted)),
                  client))
             due = False
-            if threshold > 0:
+            if counted and threshold > 0:
                 count = db.execute(
                     "UPDATE retrain_state SET uploads_since_retrain = uploads_since_retrain"
                     " + 1 WHERE id = 1 RETURNING uploads_since_retrain").fetchall()[0][0]
@@ -161,7 +162,7 @@ class SQLiteRegistry(SQLiteAnalystTables, SQLiteBaselineJobs):
                     due = True
                     db.execute("UPDATE retrain_state SET uploads_since_retrain = 0, "
                                "requests = 1 WHERE id = 1")  # at most one queued run
-            else:
+            elif counted:
                 db.execute("UPDATE retrain_state SET uploads_since_retrain = "
                            "uploads_since_retrain + 1 WHERE id = 1")
             row = db.execute("SELECT * FROM uploads WHERE id = ?",
