@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from settings import script_settings
+from utils.baseline.slices import held_out_mask
 from utils.cli import format_metrics, progress
 from utils.dataset import CHECKSUMS, sha256_file
 from utils.metrics import evaluate
@@ -29,7 +30,7 @@ from utils.model_store import (
 )
 from utils.readers import InputFormatError, read_records
 from utils.thresholds import RULES, choose_threshold, tradeoff_table
-from utils.training import row_categories, validation_mask
+from utils.training import row_categories
 
 TABLE_QUANTILES = (0.80, 0.85, 0.88, 0.90, 0.92, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
@@ -66,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     if not records.has_labels:
         print("error: the file has no labels", file=sys.stderr)
         return 2
-    mask = validation_mask(records, model.card, digest)
+    try:
+        mask = held_out_mask(records, model.card, digest)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     same_file = model.card.get("training_data", {}).get("sha256") == digest
-    progress(f"{int(mask.sum()):,} validation rows "
-             f"({'held-out split of the training file' if same_file else 'whole file'})")
+    split = ("threshold slice of the baseline period" if model.card.get("input_kind") == "zeek"
+             else "held-out split of the training file")
+    progress(f"{int(mask.sum()):,} validation rows ({split if same_file else 'whole file'})")
     cats = row_categories(records)[mask]
     features = records.features[mask]
     scores = model.detector.anomaly_score(model.features.transform(features))

@@ -171,7 +171,9 @@ def _slices_card(ts: np.ndarray, slices: dict[str, np.ndarray], malicious: np.nd
         out[name] = {"share": round(shares[name], 6), "rows": len(rows),
                      "malicious_rows": int(malicious[rows].sum()),
                      "start": iso_time(float(ts[rows[0]])) if len(rows) else None,
-                     "end": iso_time(float(ts[rows[-1]])) if len(rows) else None}
+                     "end": iso_time(float(ts[rows[-1]])) if len(rows) else None,
+                     # exact, for the rows never fitted (slices.threshold_slice_rows)
+                     "end_ts": float(ts[rows[-1]]) if len(rows) else None}
     return out
 
 
