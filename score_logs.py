@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder (new or empty)")
     parser.add_argument("--model", type=Path, default=None,
-                        help="model folder (default: $ANOMALYZE_MODEL_DIR or models/); "
+                        help="model folder (default: $ANOMALYZE_MODEL_DIR or models/): its "
+                        "model scores KDD records, its zeek/ baseline (when there) Zeek logs; "
                         "every worker must be able to read it at the same path")
     parser.add_argument("--scheduler", default=None,
                         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, S3InputError, JobFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for warning in summary["warnings"]:
+        print(f"warning: {warning['message']}", file=sys.stderr)
     skipped = summary["skipped"]
     print(f"{summary['rows']:,} rows scored, {summary['anomalies']:,} anomalies "
           f"({summary['alerts']:,} alerts, {summary['allowlisted']:,} allow-listed), "

@@ -114,9 +114,12 @@ def test_the_model_is_loaded_once_per_worker_and_travels_as_a_hash(local_client,
 
     run_job(JobOptions(inputs=[str(kdd_test_path)], out=tmp_path / "out",
                        model_dir=MODEL_DIR, piece_mb=0.3), local_client)
-    held = set(map(tuple, local_client.run(loaded_models).values()))
+    held = list(local_client.run(loaded_models).values())
     digest = sha256_file(MODEL_DIR / "model.joblib")
-    assert (digest,) in held and held <= {(), (digest,)}  # a worker may have had no task
+    # loaded by a worker that had a task, once; the other kind's model of an earlier job may
+    # be held beside it
+    assert any(digest in hashes for hashes in held)
+    assert all(hashes.count(digest) <= 1 and len(hashes) <= 2 for hashes in held)
     assert np.isfinite(pd.read_parquet(tmp_path / "out" / "kdd")["score"]).all()
 
 

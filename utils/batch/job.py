@@ -27,13 +27,12 @@ import numpy as np
 
 from utils.allowlist import AllowEntry
 from utils.batch.inputs import discover
+from utils.batch.models import JobModels, job_models
 from utils.batch.pieces import DEFAULT_PIECE_MB, Piece, cut, zeek_halos
 from utils.batch.progress import Progress
 from utils.batch.readers import (
     InputFormatError,
     ZeekLogReader,
-    model_card,
-    model_file,
     window_lookback,
 )
 from utils.batch.summary import Summary, Tally
@@ -41,7 +40,6 @@ from utils.batch.worker import (
     ALERTS_DIR,
     KDD_DIR,
     ZEEK_DIR,
-    ModelRef,
     Output,
     PieceError,
     Probe,
@@ -50,7 +48,6 @@ from utils.batch.worker import (
     probe,
     score_kdd,
     score_zeek,
-    sha256_file,
     shift_error,
     take_rows,
 )
@@ -136,9 +133,12 @@ def run_job(options: JobOptions, client: Any,
         raise ValueError(f"on_error must be one of {ON_ERROR}")
     started = time.monotonic()
     inputs = discover(options.inputs, options.sensors)
+    try:
+        models = job_models(options.model_dir)
+    except FileNotFoundError:
+        raise JobFailed(f"no model in {options.model_dir} (model.joblib and "
+                        "model_card.json)") from None
     _prepare_output(options.out)
-    digest = sha256_file(model_file(options.model_dir))
-    ref = ModelRef(str(Path(options.model_dir).resolve()), digest)
     output = Output(str(Path(options.out).resolve()), options.explain_all, options.alerts,
                     tuple(options.allowlist))
     files = inputs.files
@@ -156,7 +156,7 @@ def run_job(options: JobOptions, client: Any,
         if error is not None:
             _bad_file(options, skipped, file_id, files[file_id].path, error)
 
-    job = _Pass2(client, ref, output)
+    job = _Pass2(client, models, output)
     for file_id, item in enumerate(files):
         if item.kind == "kdd" and file_id not in skipped:
             job.add_kdd(pieces[file_id], [probes[p] for p in pieces[file_id]])
@@ -175,13 +175,17 @@ def run_job(options: JobOptions, client: Any,
             for part in parts:
                 summary.add(part)
     _clean_temp_files(options.out)
+    input_kinds = {"kdd"} if inputs.kdd else set()
+    input_kinds |= {"zeek"} if inputs.streams else set()
+    own_kind = next(iter(models.refs))  # the model folder's own model comes first
     document = summary.as_json(
         files_scored=len(files) - len(skipped),
         skipped=[skipped[i] for i in sorted(skipped)],
         sensors=[{"sensor": s.sensor, "files": [f.path for f in s.files]}
                  for s in inputs.streams],
-        model={"version": model_card(options.model_dir).get("model_version"),
-               "sha256": digest},
+        model={"version": models.cards[own_kind].get("model_version"),
+               "sha256": models.refs[own_kind].sha256},
+        **models.as_json(input_kinds),
         output={"zeek": f"{ZEEK_DIR}/sensor=*/day=*/*.parquet", "kdd": f"{KDD_DIR}/*.parquet",
                 **({"alerts": f"{ALERTS_DIR}/*.ndjson"} if options.alerts else {})},
         allowlist_entries=len(options.allowlist),
@@ -241,9 +245,9 @@ class _Pass2:
     """The second pass's tasks, submitted piece by piece in stream order (Dask runs earlier
     submissions first), and their results as they come."""
 
-    def __init__(self, client: Any, ref: ModelRef, output: Output) -> None:
+    def __init__(self, client: Any, models: JobModels, output: Output) -> None:
         self.client = client
-        self.ref = ref
+        self.models = models
         self.output = output
         self.futures: dict[Any, tuple[Piece, int]] = {}  # future -> piece, its first line
         self.pieces_per_file: dict[int, int] = {}
@@ -253,8 +257,8 @@ class _Pass2:
     def add_kdd(self, pieces: list[Piece], probes: list[Probe]) -> None:
         line, row = 1, 0
         for piece, found in zip(pieces, probes, strict=True):
-            future = self.client.submit(score_kdd, piece, line, row, found.rows, self.ref,
-                                        self.output, pure=False)
+            future = self.client.submit(score_kdd, piece, line, row, found.rows,
+                                        self.models.ref_for("kdd"), self.output, pure=False)
             self.futures[future] = (piece, line)
             line += found.newlines
             row += found.rows
@@ -268,6 +272,7 @@ class _Pass2:
         if not flat:
             return
         fmt = ZeekFormat(frozenset().union(*(found.json_fields for _, found in flat)))
+        ref = self.models.ref_for("zeek")
         halos = zeek_halos([found.ts for _, found in flat], window_lookback())
         for _, found in flat:
             found.ts = None  # the plan is made: the client keeps no per-row data
@@ -291,7 +296,7 @@ class _Pass2:
             context = [self.client.submit(take_rows, load(p), rows, pure=False)
                        for p, rows in sorted(halos[q].items())]
             future = self.client.submit(score_zeek, table, context, piece, stream_id, sensor,
-                                        self.ref, self.output, pure=False)
+                                        ref, self.output, pure=False)
             self.futures[future] = (piece, 1)
             self.pieces_per_file[piece.file_id] = self.pieces_per_file.get(piece.file_id,
                                                                             0) + 1

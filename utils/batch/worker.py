@@ -46,6 +46,7 @@ from utils.batch.readers import (
 )
 from utils.batch.s3_inputs import S3InputError, is_s3
 from utils.batch.summary import Tally, tally
+from utils.model_store.kinds import KINDS
 
 _HEAD_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -114,8 +115,8 @@ class ModelChangedError(RuntimeError):
 
 def worker_model(ref: ModelRef) -> LoadedModel:
     """The model ``ref`` names, loaded on this worker's first task that needs it and kept
-    (keyed by hash) for every later one; a model file whose hash changed is refused, so one
-    job never mixes two models."""
+    (keyed by hash, one per input kind) for every later one; a model file whose hash changed
+    is refused, so one job never mixes two versions of a model."""
     with _MODELS_LOCK:
         model = _MODELS.get(ref.sha256)
         if model is None:
@@ -125,7 +126,8 @@ def worker_model(ref: ModelRef) -> LoadedModel:
                     f"{model_file(ref.path)} changed since the job started "
                     f"(sha256 {found[:12]}, expected {ref.sha256[:12]})")
             model = load_scoring_model(ref.path)
-            _MODELS.clear()
+            while len(_MODELS) >= len(KINDS):  # a job's models: one per input kind
+                _MODELS.pop(next(iter(_MODELS)))
             _MODELS[ref.sha256] = model
         return model
 
