@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -31,3 +32,17 @@ def start_background(command: list[str], log_path: Path, *, cwd: Path, name: str
         return None
     threading.Thread(target=process.wait, name=f"{name}-{process.pid}", daemon=True).start()
     return process.pid
+
+
+class ScriptLauncher:
+    """Starts a script of this repository (``SCRIPT``, or ``script``) in the background for the
+    app's model and data folders; subclasses say with which arguments."""
+
+    SCRIPT: Path
+
+    def __init__(self, model_dir: Path, data_dir: Path, *, python: str = sys.executable,
+                 script: Path | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.data_dir = Path(data_dir)
+        self.python = python
+        self.script = Path(script or self.SCRIPT)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from server.admin_auth import require_admin
 from server.analysis_slots import analysis_slot
 from server.backends import get_backends, get_watch
-from server.background import start_background
+from server.background import ScriptLauncher, start_background
 from server.config import megabytes
 from server.disk_space import get_disk_space
 from server.errors import ApiError, from_input_error
@@ -50,15 +49,10 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-class BaselineLauncher:
+class BaselineLauncher(ScriptLauncher):
     """Starts ``train_model.py --job ID`` in the background for the app's folders."""
 
-    def __init__(self, model_dir: Path, data_dir: Path, *, python: str = sys.executable,
-                 script: Path = SCRIPT) -> None:
-        self.model_dir = Path(model_dir)
-        self.data_dir = Path(data_dir)
-        self.python = python
-        self.script = Path(script)
+    SCRIPT = SCRIPT
 
     def command(self, job_id: int) -> list[str]:
         return [self.python, str(self.script), "--job", str(int(job_id)), "--model-dir",

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from server.admin_auth import require_admin
 from server.backends import get_backends, get_watch
-from server.background import start_background
+from server.background import ScriptLauncher, start_background
 from server.errors import ApiError
 from server.model_holder import get_holder
 from server.query_params import whole_number
@@ -46,15 +45,10 @@ MAX_RUN_ID = 10**18 - 1  # what server.query_params reads; SQLite's ids stay bel
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class RetrainLauncher:
+class RetrainLauncher(ScriptLauncher):
     """Starts ``retrain_model.py`` in the background for the app's model and data folders."""
 
-    def __init__(self, model_dir: Path, data_dir: Path, *, python: str = sys.executable,
-                 script: Path = SCRIPT) -> None:
-        self.model_dir = Path(model_dir)
-        self.data_dir = Path(data_dir)
-        self.python = python
-        self.script = Path(script)
+    SCRIPT = SCRIPT
 
     def command(self, trigger: str) -> list[str]:
         return [self.python, str(self.script), "--model-dir", str(self.model_dir),
