@@ -14,8 +14,10 @@ Both start the clock with the model loaded (each worker loads it once before the
 after the other, on one thread, without Dask: the first pass, then each piece scored and
 written (Zeek files with no halo: what scoring each file alone costs). The overhead is
 (time with Dask at one worker) / (time in one process) - 1. Peak memory is each worker
-process's VmHWM after the job; the generated files are the same size at every row count, so
-a bound shows as equal peaks at ``--small-rows`` and ``--rows``.
+process's highest resident memory while a task ran (TaskPeaks); the generated files are the
+same size at every row count, so a bound shows as equal peaks at ``--small-rows`` and
+``--rows``, and within the larger run as the last fifth of its tasks peaking no higher than
+the first.
 """
 
 from __future__ import annotations
@@ -67,6 +69,37 @@ def _worker_peak_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class TaskPeaks:
+    """A Dask worker plugin: each task's peak resident memory (VmHWM, reset as the task
+    starts: Linux's clear_refs 5), in the order a one-thread worker ran them. Whether memory
+    grows with the archive shows as the later tasks' peaks against the earlier ones'."""
+
+    name = "anomalyze-task-peaks"
+
+    def setup(self, worker) -> None:
+        self.peaks: list[tuple[str, float]] = []  # (task name, MB)
+        worker.anomalyze_task_peaks = self.peaks
+
+    def transition(self, key, start: str, finish: str, **kwargs) -> None:
+        if finish == "executing":
+            Path("/proc/self/clear_refs").write_text("5")
+        elif start == "executing":
+            name = key[0] if isinstance(key, tuple) else str(key)
+            self.peaks.append((name.split("-", 1)[0], _worker_peak_mb()))
+
+
+def _task_peaks(dask_worker) -> list[float]:
+    """The second pass's task peaks (the first pass's small reads left out)."""
+    return [peak for name, peak in getattr(dask_worker, "anomalyze_task_peaks", [])
+            if name != "probe"]
+
+
+def _fifths(peaks: list[float]) -> list[float]:
+    """The highest task peak in the first and in the last fifth of the tasks."""
+    fifth = max(1, len(peaks) // 5)
+    return [round(max(peaks[:fifth]), 1), round(max(peaks[-fifth:]), 1)]
 
 
 def _cpu_seconds() -> float:
@@ -170,13 +203,14 @@ def dask_run(inputs: list[str], model_dir: Path, out: Path, workers: int,
     with connect(workers=workers) as client:
         ref = ModelRef(str(model_dir), sha256_file(model_dir / "model.joblib"))
         client.run(worker_model, ref)  # imports and the model: once per worker, not per row
+        client.register_plugin(_worker_plugin())
         scheduler_apart = client.run_on_scheduler(os.getpid) != os.getpid()
         before = (client.run(_cpu_seconds), client.run_on_scheduler(_cpu_seconds),
                   _cpu_seconds())
         summary = run_job(JobOptions(inputs=inputs, out=out, model_dir=model_dir,
                                      piece_mb=piece_mb), client,
                           progress_stream=open(os.devnull, "w"))  # noqa: SIM115
-        peaks = client.run(_worker_peak_mb)
+        task_peaks = client.run(_task_peaks)
         after = (client.run(_cpu_seconds), client.run_on_scheduler(_cpu_seconds),
                  _cpu_seconds())
     cpu = {"workers": sum(after[0][w] - before[0][w] for w in after[0]),
@@ -187,7 +221,16 @@ def dask_run(inputs: list[str], model_dir: Path, out: Path, workers: int,
             "cpu_seconds": {name: round(value, 2) for name, value in cpu.items()},
             "first_pass_seconds": summary["first_pass_seconds"],
             "rows_per_second": summary["rows"] / summary["elapsed_seconds"],
-            "worker_peak_rss_mb": sorted(round(v, 1) for v in peaks.values())}
+            "worker_peak_rss_mb": sorted(round(max(v, default=float("nan")), 1)
+                                         for v in task_peaks.values()),
+            "task_peaks_mb_first_last_fifth": [_fifths(v) for v in task_peaks.values() if v]}
+
+
+def _worker_plugin():
+    """TaskPeaks as a WorkerPlugin (distributed imported only when a cluster runs)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    return type("TaskPeaksPlugin", (TaskPeaks, WorkerPlugin), {})()
 
 
 def run_dask(zeek_sample: Path, kdd_train: Path, model_dir: Path, *, rows: int = DEFAULT_ROWS,

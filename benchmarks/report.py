@@ -616,11 +616,12 @@ def _dask_section(dask: dict) -> list[str]:
                      f"{entry['overhead_1_worker']:+.0%} / "
                      f"{entry.get('cpu_overhead_1_worker', float('nan')):+.0%}",
                      f"{one['first_pass_seconds']:.0f} / {one['seconds']:.0f}",
-                     " / ".join(f"{mb:,.0f}" for mb in entry["peak_mb_small_vs_large_1_worker"])])
+                     " / ".join(f"{mb:,.0f}" for mb in entry["peak_mb_small_vs_large_1_worker"])
+                     + _fifths_note(one)])
     lines += table(["input", "rows", "one process (rows/s)", "1 worker (rows/s)",
                     "2 workers (rows/s)", "scaling efficiency", "overhead at 1 worker (wall / CPU)",
                     "first pass / total at 1 worker (s)",
-                    f"worker peak MB, {small:,} / {rows:,} rows"], body)
+                    f"worker peak MB, {small:,} / {rows:,} rows at 1 worker"], body)
     lines += [f"`benchmarks.dask_bench`: a Zeek archive replaying ctu-botnet-4 with shifted "
               f"times and hosts in hourly gzip files of {dask['hour_rows']:,} rows, and "
               "KDDTrain+ replicated into one plain file (64 MB pieces); a LocalCluster of "
@@ -628,11 +629,21 @@ def _dask_section(dask: dict) -> list[str]:
               "functions one after the other without Dask (Zeek files without halos). "
               "Scaling efficiency = rows/s at 2 workers / (2 x rows/s at 1); CPU overhead "
               "counts the workers', the scheduler's and the client's CPU time against the "
-              "one process's. Load average "
+              "one process's. Worker peak: the highest resident memory while a task ran; "
+              "in brackets, in the larger run, the highest of the first and of the last "
+              "fifth of its scoring tasks (growth with the archive would show there). "
+              "Load average "
               f"{dask['load_average_start'][0]:.1f} at the start, "
               f"{dask['load_average_end'][0]:.1f} at the end.", ""]
     lines += _dask_projection(dask)
     return lines
+
+
+def _fifths_note(run: dict) -> str:
+    fifths = run.get("task_peaks_mb_first_last_fifth")
+    if not fifths:
+        return ""
+    return " (" + "; ".join(f"{first:,.0f} / {last:,.0f}" for first, last in fifths) + ")"
 
 
 # The cluster the projection below assumes.
