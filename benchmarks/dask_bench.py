@@ -53,6 +53,7 @@ from utils.cli import progress
 
 DEFAULT_ROWS = 5_000_000
 SMALL_ROWS = 1_000_000
+ROUNDS = 3  # interleaved rounds on the small archives
 # Rows per generated log file: a gzip file is read whole, so they are kept smaller than a
 # busy sensor's hour (about 2 M connections at RATE).
 HOUR_ROWS = 200_000
@@ -174,15 +175,16 @@ def write_kdd(train: Path, path: Path, rows: int) -> Path:
 
 
 def in_one_process(inputs: list[str], model_dir: Path, out: Path,
-                   piece_mb: float) -> tuple[float, float]:
+                   piece_mb: float) -> tuple[float, float, int]:
     """Seconds (wall, CPU) the job's own task functions take one after the other, without
-    Dask."""
+    Dask, and the rows they scored."""
     found = discover(inputs)
     ref = ModelRef(str(model_dir), sha256_file(model_dir / "model.joblib"))
     output = Output(str(out))
     piece_bytes = int(piece_mb * (1 << 20))
     worker_model(ref)  # as the Dask runs, the model is loaded before the clock starts
     started, cpu = time.perf_counter(), _cpu_seconds()
+    total = 0
     for file_id, item in enumerate(found.files):
         pieces = cut(file_id, item, piece_bytes)
         probes = [probe(piece) for piece in pieces]
@@ -195,7 +197,8 @@ def in_one_process(inputs: list[str], model_dir: Path, out: Path,
                 score_zeek(table, [], piece, 0, "replay", ref, output)
             line += result.newlines
             row += result.rows
-    return time.perf_counter() - started, _cpu_seconds() - cpu
+        total += row
+    return time.perf_counter() - started, _cpu_seconds() - cpu, total
 
 
 def dask_run(inputs: list[str], model_dir: Path, out: Path, workers: int,
@@ -234,12 +237,15 @@ def _worker_plugin():
 
 
 def run_dask(zeek_sample: Path, kdd_train: Path, model_dir: Path, *, rows: int = DEFAULT_ROWS,
-             small_rows: int = SMALL_ROWS, say: Say = progress) -> dict:
+             small_rows: int = SMALL_ROWS, rounds: int = ROUNDS, say: Say = progress) -> dict:
+    """Per input kind: on the ``small_rows`` archive, ``rounds`` interleaved rounds of one
+    process, 1 and 2 workers (best of each: the ratios, robust to a machine whose speed
+    drifts); on the ``rows`` archive one run of each (rows/s at scale, worker memory)."""
     # files and pieces the same size at both row counts (smaller ones for a quick run)
     unit_rows = min(HOUR_ROWS, small_rows // 4)
     piece_mb = min(DEFAULT_PIECE_MB, unit_rows * KDD_ROW_BYTES / (1 << 20))
     results: dict = {"rows": rows, "small_rows": small_rows, "hour_rows": unit_rows,
-                     "kdd_piece_mb": round(piece_mb, 1),
+                     "kdd_piece_mb": round(piece_mb, 1), "rounds": rounds,
                      "load_average_start": list(os.getloadavg())}
     scratch = Path(tempfile.mkdtemp(prefix="anomalyze-dask-bench-"))
     try:
@@ -253,37 +259,59 @@ def run_dask(zeek_sample: Path, kdd_train: Path, model_dir: Path, *, rows: int =
                     inputs = [str(write_zeek_archive(zeek_sample, folder, size, unit_rows))]
                 else:
                     inputs = [str(write_kdd(kdd_train, folder / "kdd.txt", size))]
-                runs = []
-                counts = (1, 2) if size == rows else (1,)
-                if size == rows:
-                    seconds, cpu = in_one_process(inputs, model_dir, folder / "serial",
-                                                  piece_mb)
-                    entry["in_process"] = {"seconds": seconds, "cpu_seconds": cpu,
-                                           "rows_per_second": size / seconds}
-                    say(f"dask: {kind} {size:,} rows in one process: {size / seconds:,.0f} rows/s")
-                for workers in counts:
-                    run = dask_run(inputs, model_dir, folder / f"out-{workers}", workers,
-                                   piece_mb)
-                    runs.append(run)
-                    say(f"dask: {kind} {size:,} rows on {workers} worker(s): "
-                        f"{run['rows_per_second']:,.0f} rows/s, worker peak "
-                        f"{max(run['worker_peak_rss_mb']):.0f} MB")
-                entry[str(size)] = runs
+                measured = [_round(inputs, model_dir, folder / f"round-{r}", piece_mb)
+                            for r in range(rounds if size == small_rows else 1)]
+                for mode, label in (("in_process", "one process"), ("1", "1 worker"),
+                                    ("2", "2 workers")):
+                    speeds = ", ".join(f"{one[mode]['rows_per_second']:,.0f}"
+                                       for one in measured)
+                    peaks = [max(one[mode].get("worker_peak_rss_mb", [0])) for one in measured]
+                    say(f"dask: {kind} {size:,} rows, {label}: {speeds} rows/s"
+                        + (f", worker peak {max(peaks):,.0f} MB" if mode != "in_process"
+                           else ""))
+                entry[str(size)] = {"runs": measured, **_ratios(measured)}
                 shutil.rmtree(folder, ignore_errors=True)
-            one, two = entry[str(rows)][0], entry[str(rows)][1]
-            entry["scaling_efficiency_2_workers"] = two["rows_per_second"] / (
-                2 * one["rows_per_second"])
-            entry["overhead_1_worker"] = one["seconds"] / entry["in_process"]["seconds"] - 1
-            entry["cpu_overhead_1_worker"] = sum(one["cpu_seconds"].values()) / entry[
-                "in_process"]["cpu_seconds"] - 1
             entry["peak_mb_small_vs_large_1_worker"] = [
-                max(entry[str(small_rows)][0]["worker_peak_rss_mb"]),
-                max(one["worker_peak_rss_mb"])]
+                max(max(one["1"]["worker_peak_rss_mb"]) for one in entry[str(size)]["runs"])
+                for size in (small_rows, rows)]
             results[kind] = entry
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results["load_average_end"] = list(os.getloadavg())
     return results
+
+
+def _round(inputs: list[str], model_dir: Path, folder: Path, piece_mb: float) -> dict:
+    """One process, then 1 worker, then 2 workers on the same inputs."""
+    seconds, cpu, rows = in_one_process(inputs, model_dir, folder / "serial", piece_mb)
+    out = {"in_process": {"seconds": seconds, "cpu_seconds": cpu,
+                          "rows_per_second": rows / seconds}}
+    shutil.rmtree(folder / "serial", ignore_errors=True)
+    for workers in (1, 2):
+        out[str(workers)] = dask_run(inputs, model_dir, folder / f"out-{workers}", workers,
+                                     piece_mb)
+        shutil.rmtree(folder / f"out-{workers}", ignore_errors=True)
+    return out
+
+
+def _ratios(measured: list[dict]) -> dict:
+    """Best (shortest) of the rounds for each mode, and the ratios of the bests."""
+    best = {mode: min((one[mode] for one in measured), key=lambda run: run["seconds"])
+            for mode in ("in_process", "1", "2")}
+    cpu = {mode: min(_cpu_total(one[mode]) for one in measured)
+           for mode in ("in_process", "1", "2")}
+    return {
+        "best_rows_per_second": {mode: run["rows_per_second"] for mode, run in best.items()},
+        "scaling_efficiency_2_workers": best["2"]["rows_per_second"] / (
+            2 * best["1"]["rows_per_second"]),
+        "overhead_1_worker": best["1"]["seconds"] / best["in_process"]["seconds"] - 1,
+        "cpu_overhead_1_worker": cpu["1"] / cpu["in_process"] - 1,
+    }
+
+
+def _cpu_total(run: dict) -> float:
+    cpu = run["cpu_seconds"]
+    return sum(cpu.values()) if isinstance(cpu, dict) else float(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
