@@ -93,3 +93,20 @@ def test_a_folder_without_a_model_stops_the_job_with_a_clear_error(local_client,
         run_job(JobOptions(inputs=[str(log)], out=tmp_path / "out",
                            model_dir=tmp_path / "nothing"), local_client)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["card not json", "card missing"])
+def test_a_broken_baseline_beside_the_kdd_model_stops_the_job_naming_the_file(
+        local_client, both_kinds, inputs, tmp_path, damage):
+    folder = tmp_path / "models"
+    shutil.copytree(both_kinds, folder)
+    card = folder / "zeek" / "model_card.json"
+    if damage == "card missing":
+        card.unlink()
+    else:
+        card.write_text("{not json")
+    log, _, _ = inputs
+    with pytest.raises(JobFailed, match=r"cannot read the models in .*zeek") as caught:
+        run_job(JobOptions(inputs=[str(log)], out=tmp_path / "out", model_dir=folder),
+                local_client)
+    assert "Traceback" not in str(caught.value)

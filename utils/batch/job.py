@@ -138,6 +138,9 @@ def run_job(options: JobOptions, client: Any,
     except FileNotFoundError:
         raise JobFailed(f"no model in {options.model_dir} (model.joblib and "
                         "model_card.json)") from None
+    except (OSError, ValueError) as exc:  # an unreadable card or model file
+        raise JobFailed(f"cannot read the models in {options.model_dir}: "
+                        f"{type(exc).__name__}: {exc}") from None
     _prepare_output(options.out)
     output = Output(str(Path(options.out).resolve()), options.explain_all, options.alerts,
                     tuple(options.allowlist))

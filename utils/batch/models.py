@@ -54,16 +54,32 @@ class JobModels:
 def job_models(model_dir: Path | str) -> JobModels:
     """The models in ``model_dir``: its own (of the kind its card names) and, when that is the
     KDD model, every other kind's current model in its subfolder. FileNotFoundError if the
-    folder holds no model."""
+    folder holds no model; OSError or ValueError (naming the file) if a card or model file
+    there cannot be read."""
     model_dir = Path(model_dir).resolve()
-    own = model_card(model_dir)
+    own = _card(model_dir)
     folders = {str(own.get("input_kind") or DEFAULT_KIND): model_dir}
     if DEFAULT_KIND in folders:
         for kind in KINDS:
             folder = kind_model_dir(model_dir, kind)
             if kind not in folders and model_file(folder).exists():
                 folders[kind] = folder
+    cards = {kind: own if folder == model_dir else _card(folder, required=True)
+             for kind, folder in folders.items()}
     return JobModels(
         refs={kind: ModelRef(str(folder), sha256_file(model_file(folder)))
               for kind, folder in folders.items()},
-        cards={kind: model_card(folder) for kind, folder in folders.items()})
+        cards=cards)
+
+
+def _card(folder: Path, *, required: bool = False) -> dict:
+    """The folder's model card; ValueError naming the file if it is not JSON, or (when
+    ``required``: its model file is there) if it is missing."""
+    try:
+        return model_card(folder)
+    except FileNotFoundError:
+        if required:
+            raise ValueError(f"{folder} holds a model file but no model_card.json") from None
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{folder / 'model_card.json'}: {exc}") from None
