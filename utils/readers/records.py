@@ -125,23 +125,12 @@ def number_rows(records: ParsedRecords, start: int) -> ParsedRecords:
 
 def slice_records(records: ParsedRecords, start: int, stop: int) -> ParsedRecords:
     """Rows ``start:stop`` (by position) of ``records``, keeping their index."""
-
-    def part(frame):
-        return None if frame is None else frame.iloc[start:stop]
-
-    return ParsedRecords(
-        features=part(records.features),
-        labels=part(records.labels),
-        difficulty=part(records.difficulty),
-        identity=part(records.identity),
-        input_kind=records.input_kind,
-        numbered=records.numbered,
-    )
+    return take_records(records, slice(start, stop))
 
 
-def take_records(records: ParsedRecords, rows: np.ndarray) -> ParsedRecords:
-    """The rows at positions ``rows`` (or where a boolean mask is true) of ``records``, in
-    that order, keeping their index (each row's number in its input)."""
+def take_records(records: ParsedRecords, rows: np.ndarray | slice) -> ParsedRecords:
+    """The rows at positions ``rows`` (a slice, or where a boolean mask is true) of
+    ``records``, in that order, keeping their index (each row's number in its input)."""
 
     def part(frame):
         return None if frame is None else frame.iloc[rows]
